@@ -1,0 +1,1 @@
+"""Thin rclpy adapters around fer3d_ros.core, one module per node."""

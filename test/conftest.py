@@ -1,0 +1,24 @@
+"""Test set-up shared by every test: ROS stays on this machine, one rclpy context per test."""
+import os
+import random
+
+# Before rclpy is imported anywhere: DDS discovery must never leave this machine, and a random
+# domain keeps concurrent test runs on one machine from hearing each other.
+os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+os.environ['ROS_LOCALHOST_ONLY'] = '1'
+os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(1, 100)))
+os.environ.setdefault('OMP_NUM_THREADS', '1')
+
+import pytest  # noqa: E402
+
+from harness import RosHarness  # noqa: E402
+
+
+@pytest.fixture
+def ros():
+    """An initialised rclpy context with an executor; nodes made through it are cleaned up."""
+    harness = RosHarness()
+    try:
+        yield harness
+    finally:
+        harness.close()
