@@ -52,7 +52,7 @@ demo: $(BUILD_STAMP)
 	$(PYTHON) -m fer3d_ros.demo
 
 bench: $(BUILD_STAMP)
-	for script in bench/*.py; do echo "== $$script"; $(PYTHON) $$script; done
+	for script in bench/bench_*.py; do echo "== $$script"; $(PYTHON) $$script; done
 
 clean:
 	rm -rf $(BUILD_DIR) $(BUILD_DIR).log $(BUILD_STAMP)

@@ -1,19 +1,8 @@
 """Image message <-> NumPy conversion cost at 640x480 (goals: < 0.1 ms to NumPy, < 1 ms back)."""
-import time
-
 import numpy as np
+from benchlib import percentiles
 
 from fer3d_ros.core.image_conversion import image_to_numpy, message_to_bgr8, numpy_to_image
-
-
-def percentiles(fn, repeats=2000):
-    fn()  # warm up
-    times = np.empty(repeats)
-    for i in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times[i] = time.perf_counter() - start
-    return np.percentile(times, 50) * 1e3, np.percentile(times, 95) * 1e3
 
 
 def main():
@@ -29,7 +18,7 @@ def main():
     ]
     print(f'{"640x480 conversion":34s} {"median ms":>10s} {"p95 ms":>8s}  goal')
     for name, fn, goal in cases:
-        median, p95 = percentiles(fn)
+        median, p95 = percentiles(fn, repeats=2000)
         verdict = '' if goal is None else f'< {goal} ms: {"ok" if median < goal else "MISSED"} ({goal / median:.0f}x margin)'
         print(f'{name:34s} {median:10.4f} {p95:8.4f}  {verdict}')
 

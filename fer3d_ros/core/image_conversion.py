@@ -57,10 +57,10 @@ def image_to_numpy(msg) -> np.ndarray:
     The array is a view of `msg.data` when the byte order is native (no copy): copy it before
     changing the message. Row padding (`step` > width * pixel size) is skipped.
     """
-    enc = _encoding(msg.encoding)
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     if height <= 0 or width <= 0:
-        raise ImageConversionError(f'empty image: {width}x{height} pixels ({msg.encoding})')
+        raise ImageConversionError(f"empty image: {width}x{height} pixels, encoding '{msg.encoding}'")
+    enc = _encoding(msg.encoding)
     row_bytes = width * enc.channels * enc.dtype.itemsize
     if step < row_bytes:
         raise ImageConversionError(

@@ -1,0 +1,28 @@
+"""Shared by the benchmarks: timing percentiles and a 640x480 test frame."""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import cv2
+import numpy as np
+
+
+def percentiles(fn: Callable[[], object], repeats: int = 200) -> tuple[float, float]:
+    """Median and p95 run time of `fn` in milliseconds, after a warm-up call."""
+    fn()
+    times = np.empty(repeats)
+    for i in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times[i] = time.perf_counter() - start
+    return float(np.percentile(times, 50) * 1e3), float(np.percentile(times, 95) * 1e3)
+
+
+def fit_640x480(image: np.ndarray) -> np.ndarray:
+    """`image` scaled to fit 640x480 and padded with black to exactly that size."""
+    scale = min(640 / image.shape[1], 480 / image.shape[0])
+    image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    frame = np.zeros((480, 640, 3), np.uint8)
+    frame[:image.shape[0], :image.shape[1]] = image
+    return frame
