@@ -1,0 +1,129 @@
+"""What every fer3d_ros node shares: declared parameters, diagnostics, and a main() wrapper."""
+from __future__ import annotations
+
+import sys
+import time
+import traceback
+from collections import deque
+from typing import Callable
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+
+from fer3d_ros.core.inference import ModelFileError
+
+# Latency thresholds of the diagnostics status (seconds), as ROS4HRI nodes use.
+LATENCY_WARN, LATENCY_ERROR = 0.5, 2.0
+
+
+def declare(node: Node, name: str, default, description: str, *, minimum=None, maximum=None,
+            read_only: bool = True):
+    """Declare a parameter with a descriptor (and a range when given) and return its value.
+
+    Out-of-range values are refused by rclpy when the node starts, with the range in the error.
+    Parameters are read-only by default: the nodes read them once at start.
+    """
+    descriptor = ParameterDescriptor(description=description, read_only=read_only)
+    if minimum is not None or maximum is not None:
+        if isinstance(default, bool) or not isinstance(default, (int, float)):
+            raise TypeError(f'a range needs a numeric parameter, {name} is {type(default).__name__}')
+        if isinstance(default, int):
+            descriptor.integer_range = [IntegerRange(from_value=int(minimum), to_value=int(maximum), step=1)]
+        else:
+            descriptor.floating_point_range = [FloatingPointRange(from_value=float(minimum), to_value=float(maximum))]
+    return node.declare_parameter(name, default, descriptor).value
+
+
+class Diagnostics:
+    """Per-node health on /diagnostics at 1 Hz: rate, latency percentiles, bad and dropped inputs."""
+
+    def __init__(self, node: Node, window: int = 100) -> None:
+        self._node = node
+        self._publisher = node.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self._latencies: deque[float] = deque(maxlen=window)
+        self._stamps: deque[float] = deque(maxlen=window)
+        self.processed = 0
+        self.bad_inputs = 0
+        self.dropped = 0
+        self.last_error = ''
+        self.extra: dict[str, str] = {}
+        node.create_timer(1.0, self.publish)
+
+    def record(self, latency: float) -> None:
+        self.processed += 1
+        self._latencies.append(latency)
+        self._stamps.append(time.monotonic())
+
+    def bad_input(self, error: str) -> None:
+        self.bad_inputs += 1
+        self.last_error = error
+
+    def status(self) -> DiagnosticStatus:
+        latencies = np.array(self._latencies) if self._latencies else np.zeros(1)
+        median, p95 = np.percentile(latencies, 50), np.percentile(latencies, 95)
+        span = self._stamps[-1] - self._stamps[0] if len(self._stamps) > 1 else 0.0
+        rate = (len(self._stamps) - 1) / span if span > 0 else 0.0
+        level, message = DiagnosticStatus.OK, 'running'
+        if not self.processed:
+            message = 'waiting for input'
+        elif median > LATENCY_ERROR:
+            level, message = DiagnosticStatus.ERROR, f'median latency {median:.2f} s'
+        elif median > LATENCY_WARN:
+            level, message = DiagnosticStatus.WARN, f'median latency {median:.2f} s'
+        values = {'rate_hz': f'{rate:.1f}', 'latency_median_ms': f'{median * 1e3:.1f}',
+                  'latency_p95_ms': f'{p95 * 1e3:.1f}', 'processed': str(self.processed),
+                  'bad_inputs': str(self.bad_inputs), 'dropped': str(self.dropped),
+                  'last_error': self.last_error, **self.extra}
+        return DiagnosticStatus(level=level, name=f'{self._node.get_fully_qualified_name()}',
+                                message=message, hardware_id='fer3d_ros',
+                                values=[KeyValue(key=k, value=v) for k, v in values.items()])
+
+    def publish(self) -> None:
+        array = DiagnosticArray(status=[self.status()])
+        array.header.stamp = self._node.get_clock().now().to_msg()
+        self._publisher.publish(array)
+
+
+def guarded(node: Node, diagnostics: Diagnostics, expected: tuple[type[Exception], ...]) -> Callable:
+    """Decorate a subscription callback so that one bad message never kills the node.
+
+    Expected errors (bad input) are logged as one throttled warning line; anything else is
+    logged with its traceback. Either way the node keeps running.
+    """
+    def decorate(callback: Callable) -> Callable:
+        def wrapper(msg) -> None:
+            try:
+                callback(msg)
+            except expected as error:
+                diagnostics.bad_input(str(error))
+                node.get_logger().warning(f'skipped a message: {error}', throttle_duration_sec=1.0)
+            except Exception as error:  # noqa: BLE001 - a node must survive any one message
+                diagnostics.bad_input(f'{type(error).__name__}: {error}')
+                node.get_logger().error(f'failed on a message: {error}\n{traceback.format_exc()}',
+                                        throttle_duration_sec=1.0)
+        return wrapper
+    return decorate
+
+
+def run_node(node_class: type[Node], args: list[str] | None = None) -> int:
+    """Entry point of a node executable: start, spin until shut down, report startup errors."""
+    rclpy.init(args=args if args is not None else sys.argv)
+    node = None
+    try:
+        node = node_class()
+        rclpy.spin(node)
+    except (ModelFileError, ValueError) as error:
+        name = node.get_name() if node else node_class.__name__
+        print(f'[FATAL] [{name}]: cannot start: {error}', file=sys.stderr)
+        return 1
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
