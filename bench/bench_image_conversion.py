@@ -19,7 +19,8 @@ def main():
     print(f'{"640x480 conversion":34s} {"median ms":>10s} {"p95 ms":>8s}  goal')
     for name, fn, goal in cases:
         median, p95 = percentiles(fn, repeats=2000)
-        verdict = '' if goal is None else f'< {goal} ms: {"ok" if median < goal else "MISSED"} ({goal / median:.0f}x margin)'
+        verdict = '' if goal is None else (
+            f'< {goal} ms: {"ok" if median < goal else "MISSED"} ({goal / median:.0f}x margin)')
         print(f'{name:34s} {median:10.4f} {p95:8.4f}  {verdict}')
 
 

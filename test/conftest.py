@@ -10,7 +10,6 @@ os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(1, 100)))
 os.environ.setdefault('OMP_NUM_THREADS', '1')
 
 import pytest  # noqa: E402
-
 from harness import RosHarness  # noqa: E402
 
 

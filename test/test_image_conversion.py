@@ -5,9 +5,16 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import CompressedImage, Image
 
-from fer3d_ros.core.image_conversion import (ENCODINGS, ImageConversionError, compressed_to_numpy,
-                                             image_to_numpy, message_to_bgr8, numpy_to_compressed,
-                                             numpy_to_image, to_bgr8)
+from fer3d_ros.core.image_conversion import (
+    ENCODINGS,
+    ImageConversionError,
+    compressed_to_numpy,
+    image_to_numpy,
+    message_to_bgr8,
+    numpy_to_compressed,
+    numpy_to_image,
+    to_bgr8,
+)
 
 RNG = np.random.default_rng(7)
 

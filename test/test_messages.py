@@ -2,11 +2,10 @@
 import numpy as np
 import pytest
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from std_msgs.msg import Header
 
 from fer3d_ros.core.image_conversion import numpy_to_image
-from fer3d_ros.msg import (Emotion, EmotionArray, Expression, ExpressionArray, Face, FaceArray,
-                           Stress, StressArray)
-from std_msgs.msg import Header
+from fer3d_ros.msg import Emotion, EmotionArray, Expression, ExpressionArray, Face, FaceArray, Stress, StressArray
 
 
 # Scalars are exact in float32 so that what arrives compares equal to what was sent.

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+from training.paths import ICT_MODEL, MODELS
+
 # 2D detectors slide the jaw contour along the silhouette when the head turns; ICT's jaw
 # landmarks are fixed vertices, so they never serve as rigid points.
 JAW = np.arange(17)
@@ -28,8 +29,8 @@ def rigid_landmarks(expression_basis: np.ndarray, landmarks: np.ndarray) -> np.n
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--model', type=Path, default=ROOT.parent / 'shared/data/ict_face_model.npz')
-    parser.add_argument('--out', type=Path, default=ROOT / 'models/face_template.npz')
+    parser.add_argument('--model', type=Path, default=ICT_MODEL)
+    parser.add_argument('--out', type=Path, default=MODELS / 'face_template.npz')
     args = parser.parse_args()
 
     model = np.load(args.model)

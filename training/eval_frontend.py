@@ -20,23 +20,8 @@ from fer3d_ros.core.face_template import load_face_template
 from fer3d_ros.core.landmarks import DlibLandmarker
 from fer3d_ros.core.sample_data import pyfeat_media
 from fer3d_ros.core.tracking import FaceTracker
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_VIDEOS = ROOT.parent / 'shared' / 'data' / 'videos'
-
-
-def read_frames(path: Path, max_frames: int | None = None):
-    capture = cv2.VideoCapture(str(path))
-    if not capture.isOpened():
-        raise IOError(f'cannot open video {path}')
-    count = 0
-    while max_frames is None or count < max_frames:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        count += 1
-        yield frame
-    capture.release()
+from training.media import read_frames
+from training.paths import OUT, SHARED
 
 
 def id_switches(main_ids: list[str | None]) -> int:
@@ -72,8 +57,8 @@ def evaluate_clip(front_end: FaceFrontEnd, path: Path, out: Path, max_frames: in
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--videos', type=Path, default=SHARED_VIDEOS)
-    parser.add_argument('--out', type=Path, default=ROOT / 'out' / 'frontend')
+    parser.add_argument('--videos', type=Path, default=SHARED / 'videos')
+    parser.add_argument('--out', type=Path, default=OUT / 'frontend')
     parser.add_argument('--max-frames', type=int, default=None)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

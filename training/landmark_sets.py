@@ -7,7 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-DEFAULT_ROOT = Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'landmarks68'
+from training.paths import SHARED
+
+DEFAULT_ROOT = SHARED / 'landmarks68'
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ Built from the 3D model by training/build_face_template.py (models/face_template
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -33,7 +33,7 @@ class FaceTemplate:
         return ((self.landmarks_3d[:, :2] - centre) * pixels_per_cm + (size - 1) / 2.0)
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_face_template(path: str | None = None) -> FaceTemplate:
     """Load the shipped template (or `path`)."""
     data = np.load(path or find_model('face_template.npz'))

@@ -5,7 +5,7 @@ import sys
 import time
 import traceback
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import rclpy
