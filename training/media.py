@@ -1,0 +1,55 @@
+"""Reading clips and landmark tracks for the offline tools."""
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from fer3d_ros.core.detection import FaceDetector
+from fer3d_ros.core.landmarks import Landmarker
+
+
+def read_frames(path: Path, max_frames: int | None = None) -> Iterator[np.ndarray]:
+    """BGR frames of a video file; IOError if it cannot be opened or holds no frame."""
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise OSError(f'cannot open video {path}')
+    count = 0
+    try:
+        while max_frames is None or count < max_frames:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            count += 1
+            yield frame
+    finally:
+        capture.release()
+    if count == 0:
+        raise OSError(f'{path} holds no readable frame (corrupt or not a video)')
+
+
+def detect_faces(image: np.ndarray, detector: FaceDetector,
+                 landmarker: Landmarker) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Every face of one image as (box (4,), landmarks (68, 2))."""
+    detections = detector.detect(image)
+    if not detections:
+        return []
+    boxes = np.array([d.box for d in detections])
+    landmarks = landmarker(image, boxes, np.array([d.keypoints5[:2] for d in detections]))
+    return list(zip(boxes, landmarks))
+
+
+def clip_detections(path: Path, detector: FaceDetector, landmarker: Landmarker,
+                    cache: Path | None = None) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+    """`detect_faces` on every frame of a clip, kept in `cache` (a folder) for the next run."""
+    cached = cache / f'{path.stem}.pickle' if cache else None
+    if cached and cached.is_file():
+        return pickle.loads(cached.read_bytes())
+    detections = [detect_faces(frame, detector, landmarker) for frame in read_frames(path)]
+    if cached:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        cached.write_bytes(pickle.dumps(detections))
+    return detections
