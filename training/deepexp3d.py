@@ -29,42 +29,42 @@ def conv_bn(c_in: int, c_out: int, kernel: int, stride: int = 1) -> nn.Sequentia
     return nn.Sequential(nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, bias=False), nn.BatchNorm2d(c_out))
 
 
-class BasicBlock(nn.Module):
+class _Residual(nn.Module):
+    """relu(body(x) + shortcut(x)); subclasses build `body`, this adds the shortcut."""
+    expansion = 1
+
+    def __init__(self, body: nn.Sequential, c_in: int, c_out: int, stride: int) -> None:
+        super().__init__()
+        self.body = body
+        self.shortcut = conv_bn(c_in, c_out, 1, stride) if stride != 1 or c_in != c_out else nn.Identity()
+        self.relu = nn.ReLU(inplace=True)
+
+    def last_bn(self) -> nn.BatchNorm2d:
+        return self.body[-1][1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(self.body(x) + self.shortcut(x))
+
+
+class BasicBlock(_Residual):
     """Two 3x3 convolutions with an identity (or 1x1 projection) shortcut; ResNet-18/34."""
     expansion = 1
 
     def __init__(self, c_in: int, width: int, stride: int = 1) -> None:
-        super().__init__()
         c_out = width * self.expansion
-        self.body = nn.Sequential(conv_bn(c_in, width, 3, stride), nn.ReLU(inplace=True), conv_bn(width, c_out, 3))
-        self.shortcut = conv_bn(c_in, c_out, 1, stride) if stride != 1 or c_in != c_out else nn.Identity()
-        self.relu = nn.ReLU(inplace=True)
-
-    def last_bn(self) -> nn.BatchNorm2d:
-        return self.body[-1][1]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.relu(self.body(x) + self.shortcut(x))
+        super().__init__(nn.Sequential(conv_bn(c_in, width, 3, stride), nn.ReLU(inplace=True),
+                                       conv_bn(width, c_out, 3)), c_in, c_out, stride)
 
 
-class Bottleneck(nn.Module):
+class Bottleneck(_Residual):
     """1x1 reduce, 3x3 (strided, as in ResNet v1.5), 1x1 expand x4, plus shortcut; ResNet-50."""
     expansion = 4
 
     def __init__(self, c_in: int, width: int, stride: int = 1) -> None:
-        super().__init__()
         c_out = width * self.expansion
-        self.body = nn.Sequential(conv_bn(c_in, width, 1), nn.ReLU(inplace=True),
-                                  conv_bn(width, width, 3, stride), nn.ReLU(inplace=True),
-                                  conv_bn(width, c_out, 1))
-        self.shortcut = conv_bn(c_in, c_out, 1, stride) if stride != 1 or c_in != c_out else nn.Identity()
-        self.relu = nn.ReLU(inplace=True)
-
-    def last_bn(self) -> nn.BatchNorm2d:
-        return self.body[-1][1]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.relu(self.body(x) + self.shortcut(x))
+        super().__init__(nn.Sequential(conv_bn(c_in, width, 1), nn.ReLU(inplace=True),
+                                       conv_bn(width, width, 3, stride), nn.ReLU(inplace=True),
+                                       conv_bn(width, c_out, 1)), c_in, c_out, stride)
 
 
 class DeepExp3D(nn.Module):
