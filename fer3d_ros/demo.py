@@ -12,7 +12,6 @@ import time
 
 os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
 
-import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import rclpy  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
@@ -23,6 +22,7 @@ from sensor_msgs.msg import Image  # noqa: E402
 
 from fer3d_ros.core.image_conversion import numpy_to_image  # noqa: E402
 from fer3d_ros.core.sample_data import pyfeat_media  # noqa: E402
+from fer3d_ros.core.video import read_frames  # noqa: E402
 from fer3d_ros.msg import ExpressionArray  # noqa: E402
 from fer3d_ros.nodes.expression_node import ExpressionNode  # noqa: E402
 from fer3d_ros.nodes.face_node import FaceNode  # noqa: E402
@@ -53,13 +53,9 @@ def main() -> None:
     while publisher.get_subscription_count() < 1 and time.monotonic() < deadline:
         executor.spin_once(timeout_sec=0.05)
 
-    capture = cv2.VideoCapture(str(pyfeat_media(CLIP)))
     print(f'fer3d_ros demo: {CLIP} through face_node -> expression_node')
     start, frames = time.perf_counter(), 0
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
+    for frame in read_frames(pyfeat_media(CLIP)):
         msg = numpy_to_image(frame, 'bgr8')
         msg.header.frame_id = 'camera'
         msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(frames * 10**9 // FPS, 10**9)

@@ -2,33 +2,13 @@
 from __future__ import annotations
 
 import pickle
-from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from fer3d_ros.core.detection import FaceDetector
 from fer3d_ros.core.landmarks import Landmarker
-
-
-def read_frames(path: Path, max_frames: int | None = None) -> Iterator[np.ndarray]:
-    """BGR frames of a video file; IOError if it cannot be opened or holds no frame."""
-    capture = cv2.VideoCapture(str(path))
-    if not capture.isOpened():
-        raise OSError(f'cannot open video {path}')
-    count = 0
-    try:
-        while max_frames is None or count < max_frames:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            count += 1
-            yield frame
-    finally:
-        capture.release()
-    if count == 0:
-        raise OSError(f'{path} holds no readable frame (corrupt or not a video)')
+from fer3d_ros.core.video import read_frames
 
 
 def detect_faces(image: np.ndarray, detector: FaceDetector,

@@ -71,6 +71,8 @@ class DlibLandmarker:
         self.box_to_dlib = box_to_dlib
 
     def __call__(self, image: np.ndarray, boxes: np.ndarray, eyes: np.ndarray | None = None) -> np.ndarray:
+        if not len(boxes):  # most frames of an empty scene: skip the grey conversion
+            return np.empty((0, 68, 2), np.float32)
         grey = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
         dlib_boxes = self.dlib_boxes(boxes)
         result = np.empty((len(dlib_boxes), 68, 2), np.float32)
