@@ -16,6 +16,7 @@ BUILD_DIR := build
 DEPS_STAMP := $(VENV)/.fer3d-deps
 BUILD_STAMP := $(VENV)/.fer3d-build
 REQUIREMENTS := requirements/runtime.txt requirements/build.txt requirements/dev.txt
+BASELINES := requirements/baselines.txt
 PACKAGE_FILES := CMakeLists.txt package.xml cmake/drop_missing_include_dirs.cmake \
 	$(shell find msg fer3d_ros scripts launch config models -type f -not -name '*.pyc' 2>/dev/null)
 # pip's configuration here names optional local indexes; don't print a warning per package.
@@ -25,9 +26,10 @@ PIP_NOISE := is ignored: it is neither a file nor a directory
 all: build
 
 venv: $(DEPS_STAMP)
-$(DEPS_STAMP): $(REQUIREMENTS)
+$(DEPS_STAMP): $(REQUIREMENTS) $(BASELINES)
 	test -x $(PYTHON) || python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet $(addprefix -r ,$(REQUIREMENTS)) 2>&1 | { grep -v '$(PIP_NOISE)' || true; }
+	$(PYTHON) -m pip install --quiet --no-deps -r $(BASELINES) 2>&1 | { grep -v '$(PIP_NOISE)' || true; }
 	touch $@
 
 # Generate the messages and install the package into the venv (nothing to source afterwards).

