@@ -1,0 +1,76 @@
+"""stress_node: expressions + faces (head pose) -> stress (StressArray), per tracked face and window."""
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+
+import numpy as np
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.time import Time
+
+from fer3d_ros.core.stress import FeatureSettings, StressEstimator, default_stress_model
+from fer3d_ros.msg import ExpressionArray, FaceArray, Stress, StressArray
+from fer3d_ros.nodes.common import Diagnostics, declare, guarded, run_node
+
+QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+POSE_FRAMES = 64  # FaceArrays remembered while their ExpressionArrays are on the way
+
+
+class StressNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__('stress_node', **kwargs)
+        self.model = default_stress_model(
+            declare(self, 'model', '', 'Stress model (.json from training/train_stress.py); empty = the '
+                    'literature prior models/stress_prior.json.') or None)
+        self.estimator = StressEstimator(
+            self.model,
+            window=declare(self, 'window', 10.0, 'Window length in seconds.', minimum=1.0, maximum=600.0),
+            hop=declare(self, 'hop', 1.0, 'Seconds between two estimates of a face.', minimum=0.01, maximum=600.0),
+            min_fill=declare(self, 'min_fill', 0.8, 'Fraction of the window a face must have been seen over '
+                             'before its first estimate.', minimum=0.05, maximum=1.0),
+            settings=FeatureSettings(blink_threshold=declare(
+                self, 'blink_threshold', 0.15, 'eyeBlink rise above its window median that counts as a blink.',
+                minimum=0.01, maximum=1.0)))
+        self.poses: OrderedDict[int, dict[str, tuple[float, float, float]]] = OrderedDict()
+        self.diagnostics = Diagnostics(self)
+        self.publisher = self.create_publisher(StressArray, 'stress', QOS)
+        self.create_subscription(FaceArray, 'faces', self.on_faces, QOS)
+        self.create_subscription(ExpressionArray, 'expressions',
+                                 guarded(self, self.diagnostics, (ValueError,))(self.on_expressions), QOS)
+        self.get_logger().info(f'ready: {self.model.model_id}, window {self.estimator.window:g} s, '
+                               f'hop {self.estimator.hop:g} s')
+
+    def on_faces(self, msg: FaceArray) -> None:
+        self.poses[Time.from_msg(msg.header.stamp).nanoseconds] = {f.id: (f.roll, f.pitch, f.yaw) for f in msg.faces}
+        while len(self.poses) > POSE_FRAMES:
+            self.poses.popitem(last=False)
+
+    def on_expressions(self, msg: ExpressionArray) -> None:
+        start = time.perf_counter()
+        if self.estimator.set_names(msg.names):
+            self.get_logger().info(f'expression names from {msg.model_id}: {len(msg.names)} coefficients')
+        stamp = Time.from_msg(msg.header.stamp)
+        poses = self.poses.get(stamp.nanoseconds, {})
+        update = self.estimator.update(stamp.nanoseconds * 1e-9, [
+            (e.id, np.asarray(e.coefficients), poses.get(e.id)) for e in msg.expressions])
+        if update.reset:
+            self.get_logger().info('time went backwards (a replayed bag?): every stress window restarted')
+        for problem in update.rejected:
+            self.diagnostics.bad_input(problem)
+            self.get_logger().warning(f'skipped a sample: {problem}', throttle_duration_sec=1.0)
+        if update.estimates:
+            self.publisher.publish(StressArray(header=msg.header, model_id=self.model.model_id, stresses=[
+                Stress(id=s.id, probability=s.probability,
+                       label=Stress.STRESSED if s.probability >= 0.5 else Stress.NOT_STRESSED,
+                       window_seconds=s.window_seconds, num_samples=s.num_samples) for s in update.estimates]))
+        self.diagnostics.extra['tracked_faces'] = str(len(self.estimator.tracks))
+        self.diagnostics.record(time.perf_counter() - start)
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(StressNode, args)
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

