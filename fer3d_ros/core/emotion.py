@@ -24,7 +24,7 @@ from fer3d_ros.core.models import find_model
 
 # The classes, in the order of every probability vector (the label constants of Emotion.msg).
 EMOTIONS = ('neutral', 'happy', 'sad', 'surprise', 'fear', 'disgust', 'anger')
-MODEL_FILE = 'emotion_svm_ckplus.npz'
+MODEL_FILE = 'emotion_ecoc_svm.npz'
 
 
 @dataclass(frozen=True)

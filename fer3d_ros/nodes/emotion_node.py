@@ -20,7 +20,7 @@ class EmotionNode(Node):
         super().__init__('emotion_node', **kwargs)
         self.classifier = default_classifier(
             declare(self, 'model', '', 'Emotion classifier (.npz from training/train_emotion.py); '
-                    'empty = the shipped models/emotion_svm_ckplus.npz.') or None)
+                    'empty = the shipped models/emotion_ecoc_svm.npz.') or None)
         self.smoother = EmotionSmoother(
             time_constant=declare(self, 'smoothing.time_constant', 0.3,
                                   'Seconds over which each face\'s probabilities are averaged '
