@@ -108,12 +108,14 @@ def window_features(times: np.ndarray, coefficients: np.ndarray, angles: np.ndar
     index = {name: k for k, name in enumerate(names)}
     features: dict[str, float] = {}
     duration = max(float(times[-1] - times[0]), 1e-6)
-    for name, k in index.items():
-        series = coefficients[:, k]
-        features[f'{name}_mean'] = float(series.mean())
-        features[f'{name}_std'] = float(series.std())
-        features[f'{name}_range'] = float(np.ptp(series))
-        features[f'{name}_slope'] = float(np.polyfit(times - times[0], series, 1)[0]) if len(times) > 1 else 0.0
+    centred = times - times.mean()
+    spread = float(centred @ centred)
+    statistics = {'mean': coefficients.mean(axis=0), 'std': coefficients.std(axis=0),
+                  'range': np.ptp(coefficients, axis=0),   # least-squares slope of every column at once
+                  'slope': centred @ (coefficients - coefficients.mean(axis=0)) / spread if spread > 0
+                  else np.zeros(len(names))}
+    for statistic, values in statistics.items():
+        features.update({f'{name}_{statistic}': float(values[k]) for name, k in index.items()})
     blink = _mean_of(coefficients, index, ('eyeBlink_L', 'eyeBlink_R'))
     events = _events(blink - np.median(blink) > settings.blink_threshold) if blink is not None else []
     features['blink_rate'] = 60.0 * len(events) / duration if blink is not None else np.nan
@@ -137,7 +139,7 @@ def rates_of_change(times: np.ndarray, series: np.ndarray, rate: float = 10.0, s
     averaged over `smooth` samples first. Per-frame estimates jitter (head pose from 12 landmarks by
     2-3 degrees frame to frame: differenced per frame that reads as ~80 deg/s on a still head, as
     measured on the clips), and the jitter's rate would grow with the frame rate; this does not."""
-    if len(times) < 2 or times[-1] - times[0] < (smooth + 1) / rate:
+    if len(times) < 2 or times[-1] - times[0] < (smooth + 1) / rate or not series.shape[1]:
         return np.zeros((0, series.shape[1]))
     grid = np.arange(times[0], times[-1], 1.0 / rate)
     kernel = np.ones(smooth) / smooth

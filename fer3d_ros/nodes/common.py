@@ -13,6 +13,10 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+# Outputs and node-to-node inputs: reliable, depth 10 (DESIGN §2); images use sensor-data QoS.
+RELIABLE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 # Latency thresholds of the diagnostics status (seconds), as ROS4HRI nodes use.
 LATENCY_WARN, LATENCY_ERROR = 0.5, 2.0

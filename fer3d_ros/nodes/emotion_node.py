@@ -5,14 +5,11 @@ import time
 
 import numpy as np
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
 
 from fer3d_ros.core.emotion import EmotionSmoother, default_classifier
 from fer3d_ros.msg import Emotion, EmotionArray, ExpressionArray
-from fer3d_ros.nodes.common import Diagnostics, declare, guarded, run_node
-
-QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+from fer3d_ros.nodes.common import RELIABLE_QOS, Diagnostics, declare, guarded, run_node
 
 
 class EmotionNode(Node):
@@ -29,9 +26,9 @@ class EmotionNode(Node):
                                  'Seconds after which a face that left the view is forgotten.',
                                  minimum=0.01, maximum=3600.0))
         self.diagnostics = Diagnostics(self)
-        self.publisher = self.create_publisher(EmotionArray, 'emotions', QOS)
+        self.publisher = self.create_publisher(EmotionArray, 'emotions', RELIABLE_QOS)
         self.create_subscription(ExpressionArray, 'expressions',
-                                 guarded(self, self.diagnostics, (ValueError,))(self.on_expressions), QOS)
+                                 guarded(self, self.diagnostics, (ValueError,))(self.on_expressions), RELIABLE_QOS)
         model = self.classifier.model
         self.get_logger().info(f'ready: {model.model_id} ({len(model.classes)} classes, '
                                f'{len(model.support_vectors)} support vectors)')

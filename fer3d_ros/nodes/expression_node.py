@@ -9,9 +9,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from fer3d_ros.core.expression import default_regressor
 from fer3d_ros.core.image_conversion import ImageConversionError, image_to_numpy
 from fer3d_ros.msg import Expression, ExpressionArray, FaceArray
-from fer3d_ros.nodes.common import Diagnostics, declare, guarded, run_node
-
-OUTPUT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+from fer3d_ros.nodes.common import RELIABLE_QOS, Diagnostics, declare, guarded, run_node
 
 
 class ExpressionNode(Node):
@@ -35,7 +33,7 @@ class ExpressionNode(Node):
                              'output stays current when inference is slower than the camera.',
                              minimum=1, maximum=100)
         self.diagnostics = Diagnostics(self)
-        self.publisher = self.create_publisher(ExpressionArray, 'expressions', OUTPUT_QOS)
+        self.publisher = self.create_publisher(ExpressionArray, 'expressions', RELIABLE_QOS)
         callback = guarded(self, self.diagnostics, (ImageConversionError, ValueError))(self.on_faces)
         self.create_subscription(FaceArray, 'faces', callback,
                                  QoSProfile(depth=queue_size, reliability=ReliabilityPolicy.RELIABLE))

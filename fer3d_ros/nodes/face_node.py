@@ -5,7 +5,7 @@ import time
 
 import numpy as np
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 
 from fer3d_ros.core.detection import default_detector
@@ -15,9 +15,7 @@ from fer3d_ros.core.image_conversion import ImageConversionError, message_to_bgr
 from fer3d_ros.core.landmarks import DlibLandmarker
 from fer3d_ros.core.tracking import FaceTracker
 from fer3d_ros.msg import Face, FaceArray
-from fer3d_ros.nodes.common import Diagnostics, declare, guarded, run_node
-
-OUTPUT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+from fer3d_ros.nodes.common import RELIABLE_QOS, Diagnostics, declare, guarded, run_node
 
 
 class FaceNode(Node):
@@ -31,7 +29,7 @@ class FaceNode(Node):
                                  'Subscribe to image/compressed (sensor_msgs/CompressedImage, jpeg or png) '
                                  'instead of image (sensor_msgs/Image).')
         self.diagnostics = Diagnostics(self)
-        self.publisher = self.create_publisher(FaceArray, 'faces', OUTPUT_QOS)
+        self.publisher = self.create_publisher(FaceArray, 'faces', RELIABLE_QOS)
         callback = guarded(self, self.diagnostics, (ImageConversionError, ValueError))(self.on_image)
         if use_compressed:
             self.create_subscription(CompressedImage, 'image/compressed', callback, qos_profile_sensor_data)

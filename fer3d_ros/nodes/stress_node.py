@@ -6,14 +6,12 @@ from collections import OrderedDict
 
 import numpy as np
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
 
 from fer3d_ros.core.stress import FeatureSettings, StressEstimator, default_stress_model
 from fer3d_ros.msg import ExpressionArray, FaceArray, Stress, StressArray
-from fer3d_ros.nodes.common import Diagnostics, declare, guarded, run_node
+from fer3d_ros.nodes.common import RELIABLE_QOS, Diagnostics, declare, guarded, run_node
 
-QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 POSE_FRAMES = 64  # FaceArrays remembered while their ExpressionArrays are on the way
 
 
@@ -34,10 +32,10 @@ class StressNode(Node):
                 minimum=0.01, maximum=1.0)))
         self.poses: OrderedDict[int, dict[str, tuple[float, float, float]]] = OrderedDict()
         self.diagnostics = Diagnostics(self)
-        self.publisher = self.create_publisher(StressArray, 'stress', QOS)
-        self.create_subscription(FaceArray, 'faces', self.on_faces, QOS)
+        self.publisher = self.create_publisher(StressArray, 'stress', RELIABLE_QOS)
+        self.create_subscription(FaceArray, 'faces', self.on_faces, RELIABLE_QOS)
         self.create_subscription(ExpressionArray, 'expressions',
-                                 guarded(self, self.diagnostics, (ValueError,))(self.on_expressions), QOS)
+                                 guarded(self, self.diagnostics, (ValueError,))(self.on_expressions), RELIABLE_QOS)
         self.get_logger().info(f'ready: {self.model.model_id}, window {self.estimator.window:g} s, '
                                f'hop {self.estimator.hop:g} s')
 
