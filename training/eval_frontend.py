@@ -19,15 +19,9 @@ from fer3d_ros.core.face_frontend import STAGES, FaceFrontEnd
 from fer3d_ros.core.face_template import load_face_template
 from fer3d_ros.core.landmarks import DlibLandmarker
 from fer3d_ros.core.sample_data import pyfeat_media
-from fer3d_ros.core.tracking import FaceTracker
+from fer3d_ros.core.tracking import FaceTracker, id_switches
 from training.media import read_frames
 from training.paths import OUT, SHARED
-
-
-def id_switches(main_ids: list[str | None]) -> int:
-    """How often the id of the (largest) face changes between frames in which a face is seen."""
-    seen = [i for i in main_ids if i is not None]
-    return sum(a != b for a, b in zip(seen, seen[1:]))
 
 
 def annotate(frame: np.ndarray, faces) -> np.ndarray:

@@ -98,3 +98,9 @@ class FaceTracker:
         self._next_id += 1
         self.tracks.append(track)
         return track
+
+
+def id_switches(main_ids: list[str | None]) -> int:
+    """How often the id of the main (largest) face changes between frames in which a face is seen."""
+    seen = [i for i in main_ids if i is not None]
+    return sum(a != b for a, b in zip(seen, seen[1:]))

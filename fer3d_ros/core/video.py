@@ -12,7 +12,7 @@ def read_frames(path: str | Path, max_frames: int | None = None) -> Iterator[np.
     """BGR frames of a video file; OSError if it cannot be opened or holds no frame."""
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
-        raise OSError(f'cannot open video {path}')
+        raise OSError(f'cannot open video {path} (not a video file, or a codec this OpenCV build lacks)')
     count = 0
     try:
         while max_frames is None or count < max_frames:
