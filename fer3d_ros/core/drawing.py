@@ -1,22 +1,92 @@
-"""Annotated images for debugging and reports: boxes, ids, landmarks, aligned crops."""
+"""Annotated images for debugging and reports: boxes, ids, landmarks, emotions, stress, aligned crops."""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-GREEN, YELLOW, WHITE = (80, 220, 80), (0, 220, 255), (255, 255, 255)
+GREEN, YELLOW, WHITE, BLUE = (80, 220, 80), (0, 220, 255), (255, 255, 255), (255, 190, 60)
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+@dataclass
+class FaceAnnotation:
+    """What to draw for one face; box is (x0, y0, x1, y1) in pixels, landmarks (68, 2) or None."""
+    id: str
+    box: tuple[float, float, float, float] | np.ndarray
+    landmarks: np.ndarray | None
+    confirmed: bool = True
+    emotion: str | None = None
+    confidence: float | None = None
+    stress: float | None = None
+
+
+def line_thickness(image: np.ndarray) -> int:
+    """Lines and text grow with the image's longer side: 1 pixel below 600, 2 up to 1000 (VGA), 3 for 720p..."""
+    return max(1, round(max(image.shape[:2]) / 400))
 
 
 def draw_face(image: np.ndarray, box, landmarks: np.ndarray, label: str, confirmed: bool = True) -> None:
     """Draw one face in place: box (green once confirmed, yellow before), label and 68 points."""
     colour = GREEN if confirmed else YELLOW
-    thickness = max(1, round(max(image.shape[:2]) / 400))
+    thickness = line_thickness(image)
     x0, y0, x1, y1 = (int(round(v)) for v in box)
     cv2.rectangle(image, (x0, y0), (x1, y1), colour, thickness)
-    cv2.putText(image, label, (x0, max(12, y0 - 6)), cv2.FONT_HERSHEY_SIMPLEX, 0.5 * thickness, colour,
-                thickness, cv2.LINE_AA)
+    (_, text_height), _ = cv2.getTextSize(label, FONT, 0.5 * thickness, thickness)
+    cv2.putText(image, label, (x0, max(text_height + 2, y0 - 6)), FONT, 0.5 * thickness, colour, thickness,
+                cv2.LINE_AA)
     for x, y in np.asarray(landmarks).reshape(-1, 2):
         cv2.circle(image, (int(round(x)), int(round(y))), thickness, WHITE, -1, cv2.LINE_AA)
+
+
+def annotate(image: np.ndarray, faces: list[FaceAnnotation]) -> None:
+    """Draw every face in place: box, id and landmarks; under the box, emotion and stress bars."""
+    for face in faces:
+        landmarks = np.empty((0, 2)) if face.landmarks is None else face.landmarks
+        draw_face(image, face.box, landmarks, face.id, face.confirmed)
+        x0, _, x1, y1 = (int(round(v)) for v in face.box)
+        thickness = line_thickness(image)
+        # Under the box; inside its bottom when the face reaches the image's lower edge.
+        block = (face.emotion is not None) + (face.stress is not None)
+        top = min(y1 + 2 * thickness, image.shape[0] - block * labelled_bar_height(image))
+        if face.emotion is not None:
+            text = face.emotion if face.confidence is None else f'{face.emotion} {face.confidence:.0%}'
+            top = labelled_bar(image, (x0, top), x1 - x0, text, face.confidence, BLUE)
+        if face.stress is not None:
+            labelled_bar(image, (x0, top), x1 - x0, f'stress {face.stress:.0%}', face.stress,
+                         stress_colour(face.stress))
+
+
+def labelled_bar(image: np.ndarray, corner: tuple[int, int], width: int, text: str, fraction: float | None,
+                 colour) -> int:
+    """Draw a line of text and under it a bar filled to `fraction` (none if None); return the next free y."""
+    thickness = line_thickness(image)
+    x, y = corner
+    (_, text_height), baseline = cv2.getTextSize(text, FONT, 0.5 * thickness, thickness)
+    y += text_height
+    cv2.putText(image, text, (x, y), FONT, 0.5 * thickness, colour, thickness, cv2.LINE_AA)
+    y += baseline
+    if fraction is None:
+        return y + thickness
+    height, width = 5 * thickness, max(width, 1)
+    filled = int(round(width * float(np.clip(fraction, 0.0, 1.0))))
+    cv2.rectangle(image, (x, y), (x + filled, y + height), colour, -1)
+    cv2.rectangle(image, (x, y), (x + width, y + height), WHITE, 1)
+    return y + height + 2 * thickness
+
+
+def labelled_bar_height(image: np.ndarray) -> int:
+    """Pixels one labelled_bar takes (text, bar and the gap after it)."""
+    thickness = line_thickness(image)
+    (_, text_height), baseline = cv2.getTextSize('Hg', FONT, 0.5 * thickness, thickness)
+    return text_height + baseline + 7 * thickness
+
+
+def stress_colour(probability: float) -> tuple[int, int, int]:
+    """BGR from green (0, not stressed) through yellow to red (1, stressed)."""
+    p = float(np.clip(probability, 0.0, 1.0))
+    return 0, int(round(255 * min(1.0, 2 * (1 - p)))), int(round(255 * min(1.0, 2 * p)))
 
 
 def inset(image: np.ndarray, picture: np.ndarray, corner: str = 'top-right') -> None:

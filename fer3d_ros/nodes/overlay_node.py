@@ -1,0 +1,126 @@
+"""overlay_node: image + faces + emotions + stress -> annotated debug image (debug/image), only when watched."""
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+
+import numpy as np
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CompressedImage, Image
+
+from fer3d_ros.core.drawing import FaceAnnotation, annotate
+from fer3d_ros.core.image_conversion import ImageConversionError, message_to_bgr8, numpy_to_image
+from fer3d_ros.msg import EmotionArray, FaceArray, StressArray
+from fer3d_ros.nodes.common import RELIABLE_QOS, Diagnostics, declare, guarded, run_node
+
+
+class RecentCache(OrderedDict):
+    """A dict that keeps only the `size` most recently set keys; `evicted` counts the ones it dropped."""
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size, self.evicted = size, 0
+
+    def __setitem__(self, key, value) -> None:
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+            self.evicted += 1
+
+
+def stamp_key(header) -> int:
+    """Nanoseconds of a header's stamp: what matches results to the image they came from."""
+    return header.stamp.sec * 10**9 + header.stamp.nanosec
+
+
+def face_annotations(faces: FaceArray, emotion_of: Mapping, stress_of: Mapping) -> list[FaceAnnotation]:
+    """What to draw for each face: its box, landmarks, emotion and stress (looked up by face id)."""
+    annotations = []
+    for face in faces.faces:
+        emotion, stress = emotion_of.get(face.id), stress_of.get(face.id)
+        annotations.append(FaceAnnotation(
+            id=face.id, box=(face.x, face.y, face.x + face.width, face.y + face.height),
+            landmarks=np.reshape(face.landmarks, (-1, 2)), confirmed=face.confirmed,
+            emotion=emotion.label if emotion else None, confidence=emotion.confidence if emotion else None,
+            stress=stress.probability if stress else None))
+    return annotations
+
+
+class OverlayNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__('overlay_node', **kwargs)
+        use_compressed = declare(self, 'use_compressed', False,
+                                 'Subscribe to image/compressed (sensor_msgs/CompressedImage, jpeg or png) '
+                                 'instead of image (sensor_msgs/Image); set it as face_node\'s.')
+        cache_size = declare(self, 'cache_size', 30,
+                             'Images, face arrays and emotion arrays kept (each) while waiting for their '
+                             'match by stamp; also the most faces whose latest emotion and stress are kept.',
+                             minimum=1, maximum=1000)
+        self.images = RecentCache(cache_size)          # stamp -> Image | CompressedImage
+        self.faces = RecentCache(cache_size)           # stamp -> FaceArray
+        self.emotions = RecentCache(cache_size)        # stamp -> EmotionArray
+        self.latest_emotions = RecentCache(cache_size)  # face id -> Emotion
+        self.latest_stress = RecentCache(cache_size)    # face id -> Stress
+        self.unwatched_images = 0
+        self.diagnostics = Diagnostics(self)
+        self.publisher = self.create_publisher(Image, 'debug/image', RELIABLE_QOS)
+        guard = guarded(self, self.diagnostics, (ImageConversionError, ValueError))
+        if use_compressed:
+            self.create_subscription(CompressedImage, 'image/compressed', guard(self.on_image),
+                                     qos_profile_sensor_data)
+        else:
+            self.create_subscription(Image, 'image', guard(self.on_image), qos_profile_sensor_data)
+        self.create_subscription(FaceArray, 'faces', guard(self.on_faces), RELIABLE_QOS)
+        self.create_subscription(EmotionArray, 'emotions', guard(self.on_emotions), RELIABLE_QOS)
+        self.create_subscription(StressArray, 'stress', guard(self.on_stress), RELIABLE_QOS)
+        self.get_logger().info(f'ready: drawing {"image/compressed" if use_compressed else "image"} '
+                               'on debug/image while someone subscribes to it')
+
+    def on_image(self, msg: Image | CompressedImage) -> None:
+        if self.publisher.get_subscription_count() == 0:
+            self.unwatched_images += 1  # nobody watches: neither kept nor drawn
+            self.diagnostics.extra['unwatched_images'] = str(self.unwatched_images)
+            return
+        key = stamp_key(msg.header)
+        self.images[key] = msg
+        self.diagnostics.dropped = self.images.evicted  # frames whose faces never came
+        self.publish_if_complete(key)
+
+    def on_faces(self, msg: FaceArray) -> None:
+        key = stamp_key(msg.header)
+        self.faces[key] = msg
+        self.publish_if_complete(key)
+
+    def on_emotions(self, msg: EmotionArray) -> None:
+        self.emotions[stamp_key(msg.header)] = msg
+        for emotion in msg.emotions:
+            self.latest_emotions[emotion.id] = emotion
+
+    def on_stress(self, msg: StressArray) -> None:
+        for stress in msg.stresses:
+            self.latest_stress[stress.id] = stress
+
+    def publish_if_complete(self, key: int) -> None:
+        """Draw and publish the image of `key` once both it and its faces are here."""
+        if key not in self.images or key not in self.faces:
+            return
+        start = time.perf_counter()
+        source, faces = self.images.pop(key), self.faces.pop(key)
+        image = np.array(message_to_bgr8(source))  # a copy: never draw into the received message
+        own_frame = self.emotions.pop(key, None)
+        emotion_of = {**self.latest_emotions, **{e.id: e for e in (own_frame.emotions if own_frame else [])}}
+        annotate(image, face_annotations(faces, emotion_of, self.latest_stress))
+        self.publisher.publish(numpy_to_image(image, 'bgr8', source.header))
+        self.diagnostics.record(time.perf_counter() - start)
+
+
+
+def main(args: list[str] | None = None) -> int:
+    return run_node(OverlayNode, args)
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

@@ -1,0 +1,110 @@
+"""overlay_node over real topics, and the drawing it uses."""
+import numpy as np
+from builtin_interfaces.msg import Time
+from sensor_msgs.msg import Image
+
+from fer3d_ros.core.drawing import FaceAnnotation, annotate
+from fer3d_ros.core.image_conversion import image_to_numpy, numpy_to_image
+from fer3d_ros.msg import Emotion, EmotionArray, Face, FaceArray, Stress, StressArray
+from fer3d_ros.nodes import overlay_node
+from fer3d_ros.nodes.overlay_node import OverlayNode
+
+BOX = (40, 30, 120, 110)  # x0, y0, x1, y1 in a 160 x 120 image
+
+
+def landmarks_in(box) -> np.ndarray:
+    x0, y0, x1, y1 = box
+    return np.stack([np.linspace(x0 + 10, x1 - 10, 68), np.linspace(y0 + 10, y1 - 10, 68)], axis=1)
+
+
+def frame(seconds: int, pixels=None):
+    """One camera image and the FaceArray, EmotionArray and StressArray of its stamp."""
+    image = numpy_to_image(np.full((120, 160, 3), 90, np.uint8) if pixels is None else pixels, 'bgr8')
+    x0, y0, x1, y1 = BOX
+    faces = FaceArray(image_width=160, image_height=120, faces=[Face(
+        id='f0001', confirmed=True, confidence=0.9, x=float(x0), y=float(y0), width=float(x1 - x0),
+        height=float(y1 - y0), landmarks=landmarks_in(BOX).astype(np.float32).ravel())])
+    emotions = EmotionArray(labels=['neutral', 'happy'], emotions=[Emotion(
+        id='f0001', label=Emotion.HAPPY, confidence=0.8, probabilities=[0.2, 0.8])])
+    stress = StressArray(stresses=[Stress(id='f0001', probability=0.7, label=Stress.STRESSED)])
+    for msg in (image, faces, emotions, stress):
+        msg.header.stamp, msg.header.frame_id = Time(sec=seconds, nanosec=500), 'camera_optical'
+    return image, faces, emotions, stress
+
+
+class Graph:
+    """The overlay node and a client publishing its inputs (and, when `watch`, reading debug/image)."""
+
+    def __init__(self, ros, watch: bool = True) -> None:
+        self.ros, self.node = ros, ros.add(OverlayNode(context=ros.context))
+        client = ros.node('client')
+        self.received = []
+        if watch:
+            client.create_subscription(Image, 'debug/image', self.received.append, 10)
+        self.publishers = [client.create_publisher(kind, topic, 10) for kind, topic in (
+            (Image, 'image'), (FaceArray, 'faces'), (EmotionArray, 'emotions'), (StressArray, 'stress'))]
+        for publisher in self.publishers:
+            ros.wait_for_subscribers(publisher)
+        if watch:
+            assert ros.spin_until(lambda: self.node.publisher.get_subscription_count() > 0)
+
+    def send(self, image, faces, emotions, stress) -> None:
+        """Results first and the image last, so that the emotions and stress are known when it is drawn."""
+        for publisher, msg in zip(self.publishers[::-1], (stress, emotions, faces, image)):
+            publisher.publish(msg)
+            self.ros.spin_for(0.05)
+
+
+def test_draws_faces_emotions_and_stress_on_the_image_of_their_stamp(ros):
+    graph = Graph(ros)
+    image, *results = frame(7)
+    graph.send(image, *results)
+    assert ros.spin_until(lambda: graph.received)
+    (debug,) = graph.received
+    assert debug.header == image.header and debug.encoding == 'bgr8'
+    assert (debug.width, debug.height) == (image.width, image.height)
+    changed = np.any(image_to_numpy(debug) != image_to_numpy(image), axis=2)
+    x0, y0, x1, y1 = BOX
+    assert changed[y0:y1 + 1, x0:x1 + 1].any()  # box and landmarks
+    assert changed[y1 + 2:, x0:x1 + 1].sum() > 100  # the emotion and stress bars under the box
+    assert not graph.node.images and not graph.node.faces  # matched frames leave the cache
+
+
+def test_nothing_is_drawn_while_nobody_subscribes(ros, monkeypatch):
+    drawn = []
+    monkeypatch.setattr(overlay_node, 'annotate', lambda image, faces: drawn.append(faces))
+    graph = Graph(ros, watch=False)
+    graph.send(*frame(1))
+    assert ros.spin_until(lambda: graph.node.unwatched_images == 1, timeout=2.0)
+    ros.spin_for(0.2)
+    assert drawn == [] and not graph.node.images and graph.node.diagnostics.processed == 0  # none published
+
+
+def test_a_bad_image_is_reported_and_the_next_good_one_drawn(ros):
+    graph = Graph(ros)
+    truncated, *results = frame(1)
+    truncated.data = truncated.data[:100]
+    graph.send(truncated, *results)
+    wrong_encoding, *results = frame(2)
+    wrong_encoding.encoding = 'yuv422'
+    graph.send(wrong_encoding, *results)
+    good, *results = frame(3)
+    graph.send(good, *results)
+    assert ros.spin_until(lambda: graph.received)
+    ros.spin_for(0.1)
+    assert [m.header.stamp.sec for m in graph.received] == [3]
+    diagnostics = graph.node.diagnostics
+    assert diagnostics.bad_inputs == 2 and 'yuv422' in diagnostics.last_error and diagnostics.processed == 1
+
+
+def test_annotate_draws_box_landmarks_and_bars_in_place():
+    image = np.zeros((240, 320, 3), np.uint8)
+    annotate(image, [FaceAnnotation('f0001', BOX, landmarks_in(BOX), emotion='happy', confidence=0.75,
+                                    stress=0.9),
+                     FaceAnnotation('f0002', (200, 20, 300, 100), None, confirmed=False)])
+    x0, y0, x1, y1 = BOX
+    drawn = image.any(axis=2)
+    assert drawn[y0, x0:x1].all() and drawn[y0 + 10, x0 + 10]  # box edge and first landmark
+    below = drawn[y1 + 2:, x0:x1 + 1]
+    assert below.sum() > 200  # emotion text and bar, stress text and bar
+    assert drawn[110:, 200:301].sum() == 0  # a face without emotion or stress has nothing under it
