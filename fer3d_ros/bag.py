@@ -1,0 +1,501 @@
+"""fer3d-bag: turn a video into a rosbag2, and evaluate the whole pipeline on a bag.
+
+    fer3d-bag record clip.mp4 clip_bag [--labels labels.csv] [--storage mcap|sqlite3] [--compressed]
+    fer3d-bag eval clip_bag [--labels labels.csv] [--video annotated.mp4] [--ros-args -p ...]
+
+`eval` replays the bag frame by frame through the nodes of fer3d_pipeline in this process, waiting
+for each frame's emotions before sending the next (deterministic, nothing dropped), records every
+output topic into a new bag and prints a report (latency per stage, faces, ids, emotion accuracy
+when labels exist, stress over time) with a timeline PNG and a JSON copy of the numbers.
+
+Labels (CSV with a header): `time,label` (seconds from the first frame) or `frame,label`; a label
+holds from its row until the next one; an empty label ends a labelled segment. Labels are one of
+neutral, happy, sad, surprise, fear, disgust, anger.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import json
+import os
+import shutil
+import struct
+import sys
+import time
+from bisect import bisect_right
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from rclpy.serialization import deserialize_message, serialize_message
+from rclpy.utilities import remove_ros_args
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import String
+
+from fer3d_ros.core.drawing import annotate
+from fer3d_ros.core.emotion import EMOTIONS
+from fer3d_ros.core.image_conversion import message_to_bgr8, numpy_to_compressed, numpy_to_image
+from fer3d_ros.core.models import share_dirs
+from fer3d_ros.core.run_report import FaceResult, FrameRecord, StressRecord, format_report, plot_timeline, summarize
+from fer3d_ros.msg import EmotionArray, ExpressionArray, FaceArray, StressArray
+from fer3d_ros.nodes.common import RELIABLE_QOS
+from fer3d_ros.nodes.overlay_node import face_annotations, stamp_key
+from fer3d_ros.nodes.pipeline import config_arguments, create_nodes, stages
+
+IMAGE_TYPES = {'sensor_msgs/msg/Image': Image, 'sensor_msgs/msg/CompressedImage': CompressedImage}
+LABELS_TOPIC = '/labels'
+OUTPUTS = {'faces': FaceArray, 'expressions': ExpressionArray, 'emotions': EmotionArray, 'stress': StressArray}
+IMAGE_SUFFIXES = {'.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp'}
+
+
+class BagError(RuntimeError):
+    """A bag, video, folder or labels file that cannot be used; the message says why and what to do."""
+
+
+# ---------------------------------------------------------------- labels
+
+class Labels:
+    """Piecewise-constant labels: each holds from its start (seconds from the first frame or frame
+    index) until the next; '' means unlabelled."""
+
+    def __init__(self, starts: Sequence[float], labels: Sequence[str], by_frame: bool) -> None:
+        order = np.argsort(starts, kind='stable')
+        self.starts = [float(starts[i]) for i in order]
+        self.labels = [labels[i] for i in order]
+        self.by_frame = by_frame
+
+    def at(self, frame: int, seconds: float) -> str:
+        index = bisect_right(self.starts, frame if self.by_frame else seconds + 1e-6) - 1
+        return self.labels[index] if index >= 0 else ''
+
+
+def read_labels(path: Path) -> Labels:
+    try:
+        with open(path, newline='') as file:
+            rows = list(csv.DictReader(file))
+    except OSError as error:
+        raise BagError(f'cannot read labels {path}: {error}') from error
+    columns = set(rows[0]) if rows else set()
+    key = 'time' if 'time' in columns else 'frame' if 'frame' in columns else None
+    if key is None or 'label' not in columns:
+        raise BagError(f'{path}: expected a header "time,label" or "frame,label", got {sorted(columns) or "no rows"}')
+    starts, labels = [], []
+    for line, row in enumerate(rows, start=2):
+        label = (row['label'] or '').strip().lower()
+        if label and label not in EMOTIONS:
+            raise BagError(f'{path} line {line}: unknown label {label!r}; use one of {", ".join(EMOTIONS)} or empty')
+        try:
+            starts.append(float(row[key]))
+        except (TypeError, ValueError) as error:
+            raise BagError(f'{path} line {line}: {key} {row[key]!r} is not a number') from error
+        labels.append(label)
+    return Labels(starts, labels, by_frame=key == 'frame')
+
+
+# ---------------------------------------------------------------- record
+
+def source_frames(source: Path) -> tuple[Iterator[np.ndarray], float | None]:
+    """Frames of a video file or of the images of a folder (sorted by name), and the video's rate."""
+    if source.is_dir():
+        files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise BagError(f'{source} holds no image ({", ".join(sorted(IMAGE_SUFFIXES))})')
+
+        def images() -> Iterator[np.ndarray]:
+            for file in files:
+                image = cv2.imread(str(file), cv2.IMREAD_COLOR)
+                if image is None:
+                    raise BagError(f'cannot read image {file} (corrupt or not an image)')
+                yield image
+        return images(), None
+    if not source.exists():
+        raise BagError(f'{source} does not exist: give a video file or a folder of images')
+    capture = cv2.VideoCapture(str(source))
+    fps = capture.get(cv2.CAP_PROP_FPS) if capture.isOpened() else 0.0
+    capture.release()
+    from fer3d_ros.core.video import read_frames
+    return read_frames(source), fps if fps and np.isfinite(fps) and fps > 0 else None
+
+
+def open_writer(path: Path, storage: str):
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    if path.exists():
+        raise BagError(f'{path} exists: remove it or choose another output')
+    plugin = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}[storage]
+    return Writer(path, version=9, storage_plugin=plugin)
+
+
+def fer3d_typestore():
+    """rosbags' Kilted types plus fer3d_ros's messages (from the package's msg/ files)."""
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+    typestore = get_typestore(Stores.ROS2_KILTED)
+    folder = next((d for d in share_dirs('msg') if d.is_dir()), None)
+    if folder is None:
+        raise BagError(f'fer3d_ros message definitions not found in {share_dirs("msg")}: rebuild (make build)')
+    types = {}
+    for file in sorted(folder.glob('*.msg')):
+        types.update(get_types_from_msg(file.read_text(), f'fer3d_ros/msg/{file.stem}'))
+    typestore.register(types)
+    return typestore
+
+
+def record(source: Path, output: Path, *, topic: str = '/camera/image_raw', frame_id: str = 'camera',
+           fps: float | None = None, labels: Labels | None = None, storage: str = 'mcap',
+           compressed: bool = False, max_frames: int | None = None, start_time: float | None = None) -> int:
+    """Write the frames of `source` to a new bag as sensor_msgs/Image (or CompressedImage jpeg);
+    with labels, also std_msgs/String on /labels whenever the label changes. Returns frames written."""
+    frames, video_fps = source_frames(source)
+    try:
+        frames = itertools.chain([next(frames)], frames)  # an unreadable source fails before the bag exists
+    except (OSError, StopIteration) as error:
+        raise BagError(str(error) or f'{source} holds no frame') from error
+    fps = fps or video_fps or 30.0
+    start_ns = round((time.time() if start_time is None else start_time) * 1e9)
+    message_type = 'sensor_msgs/msg/CompressedImage' if compressed else 'sensor_msgs/msg/Image'
+    typestore = fer3d_typestore()
+    count, label = 0, None
+    try:
+        with open_writer(output, storage) as writer:
+            images = writer.add_connection(topic + ('/compressed' if compressed else ''), message_type,
+                                           typestore=typestore)
+            label_connection = writer.add_connection(LABELS_TOPIC, 'std_msgs/msg/String', typestore=typestore) \
+                if labels else None
+            for index, frame in enumerate(itertools.islice(frames, max_frames)):
+                stamp_ns = start_ns + round(index * 1e9 / fps)
+                msg = numpy_to_compressed(frame, 'bgr8', 'jpeg') if compressed else numpy_to_image(frame, 'bgr8')
+                msg.header.frame_id = frame_id
+                msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 10**9)
+                writer.write(images, stamp_ns, serialize_message(msg))
+                if labels is not None and (current := labels.at(index, index / fps)) != label:
+                    writer.write(label_connection, stamp_ns, serialize_message(String(data=current)))
+                    label = current
+                count += 1
+    except BaseException:
+        shutil.rmtree(output, ignore_errors=True)  # no half-written bag left behind
+        raise
+    return count
+
+
+# ---------------------------------------------------------------- eval
+
+def cdr_stamp_ns(rawdata: bytes) -> int:
+    """Header stamp of a serialised stamped message, read in place (its first field).
+
+    Saves deserialising a whole image per frame: CDR puts the header's sec/nanosec right after the
+    4-byte encapsulation header."""
+    little_endian = rawdata[1] == 1
+    sec, nanosec = struct.unpack_from('<iI' if little_endian else '>iI', rawdata, 4)
+    return sec * 10**9 + nanosec
+
+
+class Recorder:
+    """Subscribes to every output of the pipeline; notes arrival times and writes each to the output bag."""
+
+    def __init__(self, node: Node, writer, typestore, frames: dict[int, FrameRecord]) -> None:
+        self.frames, self.writer = frames, writer
+        self.stress: list[StressRecord] = []
+        self.latest: dict[str, dict[int, object]] = {topic: {} for topic in OUTPUTS}
+        self.connections = {}
+        for topic, kind in OUTPUTS.items():
+            subscription = node.create_subscription(kind, topic, self._callback(topic), RELIABLE_QOS)
+            self.connections[topic] = writer.add_connection(
+                subscription.topic_name, f'fer3d_ros/msg/{kind.__name__}', typestore=typestore)
+
+    def _callback(self, topic: str):
+        def callback(msg, info) -> None:
+            # When the stage published (DDS source timestamp), not when this callback happened to run:
+            # in one executor, other nodes' callbacks may run first.
+            published, key = info['source_timestamp'] * 1e-9, stamp_key(msg.header)
+            self.writer.write(self.connections[topic], key, serialize_message(msg))
+            if topic == 'stress':
+                self.stress += [StressRecord(key * 1e-9, s.id, s.probability) for s in msg.stresses]
+                return
+            frame = self.frames.get(key)
+            if frame is None:
+                return
+            frame.published.setdefault(topic, published)
+            self.latest[topic][key] = msg
+            if topic == 'faces':
+                frame.faces = [FaceResult(f.id, f.width * f.height) for f in msg.faces]
+            elif topic == 'emotions':
+                by_id = {e.id: e for e in msg.emotions}
+                for face in frame.faces:
+                    if (emotion := by_id.get(face.id)) is not None:
+                        face.emotion, face.confidence = emotion.label, emotion.confidence
+                        face.probabilities = np.asarray(emotion.probabilities)
+        return callback
+
+
+def open_reader(path: Path):
+    from rosbags.highlevel import AnyReader
+    if not path.exists():
+        raise BagError(f'bag {path} does not exist')
+    try:
+        reader = AnyReader([path])
+        reader.open()
+    except Exception as error:  # noqa: BLE001 - rosbags raises several types for unreadable bags
+        raise BagError(f'cannot read bag {path}: {error} (expected a rosbag2 folder with metadata.yaml, '
+                       'sqlite3 or MCAP storage)') from error
+    return reader
+
+
+def image_connection(reader, topic: str | None):
+    images = [c for c in reader.connections if c.msgtype in IMAGE_TYPES and (topic is None or c.topic == topic)]
+    if len(images) != 1:
+        found = ', '.join(f'{c.topic} ({c.msgtype})' for c in reader.connections) or 'no topics'
+        wanted = f'topic {topic}' if topic else 'exactly one sensor_msgs Image or CompressedImage topic'
+        raise BagError(f'{wanted} needed; the bag holds: {found} (choose one with --topic)')
+    return images[0]
+
+
+def bag_labels(reader, first_ns: int) -> Labels | None:
+    connections = [c for c in reader.connections if c.topic == LABELS_TOPIC and c.msgtype == 'std_msgs/msg/String']
+    rows = [((timestamp - first_ns) * 1e-9, deserialize_message(raw, String).data)
+            for _, timestamp, raw in reader.messages(connections=connections)] if connections else []
+    return Labels([t for t, _ in rows], [label for _, label in rows], by_frame=False) if rows else None
+
+
+class Replay:
+    """The pipeline's nodes and a player node in one context; frames go in one at a time."""
+
+    def __init__(self, ros_arguments: Sequence[str], compressed: bool, stress: bool, timeout: float) -> None:
+        # The replay is private to this process: keep discovery on this machine unless told otherwise.
+        os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+        self.context = rclpy.Context()
+        names = stages(stress=stress)
+        arguments = [*config_arguments(names), *ros_arguments]
+        if compressed:
+            arguments += ['-p', 'face_node:use_compressed:=true']
+        rclpy.init(args=['fer3d-bag', *arguments], context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.nodes = create_nodes(self.context, names)
+        self.player = Node('fer3d_bag_player', context=self.context)
+        self.nodes.append(self.player)
+        for node in self.nodes:
+            self.executor.add_node(node)
+        kind = CompressedImage if compressed else Image
+        self.publisher = self.player.create_publisher(kind, 'image/compressed' if compressed else 'image',
+                                                      qos_profile_sensor_data)
+        self.timeout = timeout
+
+    def wait_for(self, condition, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                return False
+            self.executor.spin_once(timeout_sec=0.01)
+        return True
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        for node in self.nodes:
+            node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+
+
+def evaluate(bag: Path, output: Path, *, topic: str | None = None, labels: Labels | None = None,
+             video: Path | None = None, plot: Path | None = None, storage: str = 'mcap', stress: bool = True,
+             max_frames: int | None = None, timeout: float = 10.0, print_every: float = 0.0,
+             ros_arguments: Sequence[str] = ()) -> dict:
+    """Replay `bag` through the pipeline; write the outputs to the bag `output`; return the summary."""
+    reader = open_reader(bag)
+    connection = image_connection(reader, topic)
+    compressed = connection.msgtype == 'sensor_msgs/msg/CompressedImage'
+    output.parent.mkdir(parents=True, exist_ok=True)
+    typestore = fer3d_typestore()
+    try:
+        writer = open_writer(output, storage)
+        writer.open()
+    except BaseException:
+        reader.close()
+        raise
+    replay = Replay(ros_arguments, compressed, stress, timeout)
+    frames: dict[int, FrameRecord] = {}
+    recorder = Recorder(replay.player, writer, typestore, frames)
+    video_writer = None
+    try:
+        if not replay.wait_for(lambda: replay.publisher.get_subscription_count() > 0, 10.0):
+            raise BagError('face_node did not subscribe within 10 s (is ROS discovery blocked?)')
+        fps = bag_rate(reader, connection)
+        start, overhead, first_ns, index, next_print = time.perf_counter(), 0.0, None, 0, 0.0
+        try:
+            for _, timestamp, rawdata in reader.messages(connections=[connection]):
+                if max_frames is not None and index >= max_frames:
+                    break
+                begin = time.perf_counter()
+                key = cdr_stamp_ns(rawdata)
+                first_ns = timestamp if first_ns is None else first_ns
+                if labels is None and index == 0:
+                    labels = bag_labels(reader, first_ns)
+                frame = frames[key] = FrameRecord(time=key * 1e-9, sent=time.time_ns() * 1e-9,
+                                                  label=labels.at(index, (timestamp - first_ns) * 1e-9) or None
+                                                  if labels else None)
+                replay.publisher.publish(rawdata)
+                overhead += time.perf_counter() - begin
+                replay.wait_for(lambda: 'emotions' in frame.published, timeout)  # noqa: B023 - this frame's
+                if video is not None:
+                    video_writer = write_video_frame(video_writer, video, fps, rawdata, connection.msgtype,
+                                                     recorder, key)
+                seconds_in = (timestamp - first_ns) * 1e-9
+                if print_every and seconds_in >= next_print:
+                    print(f'  t={seconds_in:5.1f} s  {describe_frame(recorder, key)}', flush=True)
+                    next_print += print_every
+                for messages in recorder.latest.values():  # this frame is done: keep memory bounded
+                    messages.pop(key, None)
+                index += 1
+        except BagError:
+            raise
+        except Exception as error:  # noqa: BLE001 - a truncated/corrupt bag: report what was read
+            print(f'warning: the bag ends early after {index} frames: {type(error).__name__}: {error}',
+                  file=sys.stderr)
+        seconds = time.perf_counter() - start
+        replay.wait_for(lambda: False, 0.3)  # the last frames' stress estimates
+    finally:
+        writer.close()
+        reader.close()
+        if video_writer is not None:
+            video_writer.release()
+        replay.close()
+    if not frames:
+        raise BagError(f'{bag}: no image on {connection.topic}')
+    records = list(frames.values())
+    summary = summarize(records, recorder.stress, seconds, overhead)
+    summary.update(bag=str(bag), output=str(output), image_topic=connection.topic)
+    if plot is not None:
+        summary['plot'] = str(plot_or_skip(records, recorder.stress, plot))
+    if video is not None:
+        summary['video'] = str(video)
+    return summary
+
+
+def bag_rate(reader, connection) -> float:
+    """Frames per second of the image topic (30 where the bag is too short to tell)."""
+    span = (reader.end_time - reader.start_time) * 1e-9
+    return (connection.msgcount - 1) / span if connection.msgcount > 1 and span > 0 else 30.0
+
+
+def describe_frame(recorder: Recorder, key: int, count: int = 3) -> str:
+    """One line per frame for the console: each face's emotion, strongest coefficients, latest stress."""
+    emotions, expressions = recorder.latest['emotions'].get(key), recorder.latest['expressions'].get(key)
+    if emotions is None or expressions is None:
+        return 'no answer'
+    stress_of = {record.id: record.probability for record in recorder.stress}
+    parts = []
+    for emotion, expression in zip(emotions.emotions, expressions.expressions):
+        values = np.asarray(expression.coefficients)
+        strongest = ', '.join(f'{expressions.names[k]} {values[k]:.2f}' for k in np.argsort(-values)[:count])
+        stress = f'{stress_of[emotion.id]:.2f}' if emotion.id in stress_of else 'window filling'
+        parts.append(f'{emotion.id}: {emotion.label} {emotion.confidence:.2f} | {strongest} | stress {stress}')
+    return '; '.join(parts) or 'no face'
+
+
+def write_video_frame(video_writer, path: Path, fps: float, rawdata: bytes, msgtype: str, recorder: Recorder,
+                      key: int):
+    """Annotate one frame with its own faces and emotions and the latest stress; append it to the MP4."""
+    image = np.array(message_to_bgr8(deserialize_message(rawdata, IMAGE_TYPES[msgtype])))
+    faces = recorder.latest['faces'].get(key)
+    if faces is not None:
+        emotions = recorder.latest['emotions'].get(key)
+        emotion_of = {e.id: e for e in emotions.emotions} if emotions else {}
+        stress_of = {r.id: r for r in recorder.stress}  # later records overwrite: the latest per id
+        annotate(image, face_annotations(faces, emotion_of, stress_of))
+    if video_writer is None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        video_writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*'mp4v'), fps,
+                                       (image.shape[1], image.shape[0]))
+        if not video_writer.isOpened():
+            raise BagError(f'OpenCV cannot write {path} (mp4v)')
+    video_writer.write(image)
+    return video_writer
+
+
+def plot_or_skip(records: list[FrameRecord], stress: list[StressRecord], path: Path) -> Path | str:
+    try:
+        return plot_timeline(records, stress, path)
+    except ImportError:
+        return 'skipped: the timeline plot needs matplotlib (pip install matplotlib)'
+
+
+# ---------------------------------------------------------------- command line
+
+def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog='fer3d-bag', description=__doc__.split('\n\n')[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=__doc__.split('\n\n', 1)[1])
+    commands = parser.add_subparsers(dest='command', required=True)
+    rec = commands.add_parser('record', help='a video file or image folder -> rosbag2 of images')
+    rec.add_argument('source', type=Path, help='video file, or folder of images (sorted by name)')
+    rec.add_argument('output', type=Path, help='bag folder to create')
+    rec.add_argument('--topic', default='/camera/image_raw', help='image topic (default %(default)s)')
+    rec.add_argument('--frame-id', default='camera', help='header frame_id (default %(default)s)')
+    rec.add_argument('--fps', type=float, help="frame rate; default the video's, 30 for a folder")
+    rec.add_argument('--start-time', type=float, help='stamp of the first frame, Unix seconds (default now)')
+    rec.add_argument('--compressed', action='store_true', help='store jpeg CompressedImage on <topic>/compressed')
+    rec.add_argument('--max-frames', type=int)
+    add_common(rec)
+    ev = commands.add_parser('eval', help='replay a bag through the pipeline, record outputs, report')
+    ev.add_argument('bag', type=Path)
+    ev.add_argument('--output', type=Path, help='bag folder for the outputs (default <bag>_fer3d)')
+    ev.add_argument('--topic', help='image topic (default: the only Image/CompressedImage topic)')
+    ev.add_argument('--video', type=Path, help='also write the annotated frames to this MP4')
+    ev.add_argument('--plot', type=Path, help='timeline PNG (default <output>/timeline.png)')
+    ev.add_argument('--no-stress', action='store_true', help='do not run stress_node')
+    ev.add_argument('--max-frames', type=int)
+    ev.add_argument('--timeout', type=float, default=10.0, help='seconds to wait for one frame (default 10)')
+    ev.add_argument('--print-every', type=float, default=0.0, metavar='SECONDS',
+                    help='print each face\'s emotion and stress every SECONDS of bag time')
+    add_common(ev)
+    return parser.parse_args(argv)
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--labels', type=Path, help='CSV with time,label or frame,label (see above)')
+    parser.add_argument('--storage', choices=('mcap', 'sqlite3'), default='mcap',
+                        help='bag storage plugin (default %(default)s)')
+
+
+def positive(value: float | None, name: str) -> None:
+    if value is not None and not value > 0:
+        raise BagError(f'{name} must be positive, got {value}')
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv if argv is None else argv)
+    user_arguments = remove_ros_args(argv)[1:]
+    ros_arguments = argv[1 + len(user_arguments):] if '--ros-args' in argv else []
+    options = parse_arguments(user_arguments)
+    try:
+        positive(options.max_frames, '--max-frames')
+        labels = read_labels(options.labels) if options.labels else None
+        if options.command == 'record':
+            positive(options.fps, '--fps')
+            count = record(options.source, options.output, topic=options.topic, frame_id=options.frame_id,
+                           fps=options.fps, labels=labels, storage=options.storage, compressed=options.compressed,
+                           max_frames=options.max_frames, start_time=options.start_time)
+            print(f'wrote {count} frames to {options.output}')
+            return 0
+        positive(options.timeout, '--timeout')
+        output = options.output or options.bag.with_name(options.bag.name + '_fer3d')
+        summary = evaluate(options.bag, output, topic=options.topic, labels=labels, video=options.video,
+                           plot=options.plot or output / 'timeline.png', storage=options.storage,
+                           stress=not options.no_stress, max_frames=options.max_frames, timeout=options.timeout,
+                           print_every=options.print_every, ros_arguments=ros_arguments)
+    except BagError as error:
+        print(f'fer3d-bag {options.command}: {error}', file=sys.stderr)
+        return 2
+    print(format_report(summary))
+    report = output / 'report.json'
+    report.write_text(json.dumps(summary, indent=1))
+    print(f'outputs: {output} (bag, report.json, {Path(summary["plot"]).name if "plot" in summary else "no plot"})'
+          + (f'; annotated video: {summary["video"]}' if 'video' in summary else ''))
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

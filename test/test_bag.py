@@ -1,0 +1,137 @@
+"""fer3d-bag: recording real frames into rosbag2 (sqlite3 and MCAP), replaying them through the
+pipeline, the report, and bad bags/labels/sources."""
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+from rclpy.serialization import deserialize_message, serialize_message
+from rosbags.highlevel import AnyReader
+from sensor_msgs.msg import Image
+
+from fer3d_ros.bag import Labels, cdr_stamp_ns, main, read_labels
+from fer3d_ros.core.image_conversion import numpy_to_image
+from fer3d_ros.core.sample_data import pyfeat_media
+from fer3d_ros.core.video import read_frames
+
+CLIP = pyfeat_media('WolfgangLanger_Pexels.mp4')
+FRAMES = 40
+
+
+def topic_counts(bag) -> dict[str, int]:
+    with AnyReader([bag]) as reader:
+        return {c.topic: c.msgcount for c in reader.connections}
+
+
+@pytest.fixture(scope='module')
+def clip_bag(tmp_path_factory):
+    """40 frames of a real clip in a sqlite3 bag, with labels (frame,label)."""
+    folder = tmp_path_factory.mktemp('bag')
+    labels = folder / 'labels.csv'
+    labels.write_text('frame,label\n0,neutral\n20,happy\n30,\n')
+    assert main(['fer3d-bag', 'record', str(CLIP), str(folder / 'clip'), '--labels', str(labels),
+                 '--storage', 'sqlite3', '--max-frames', str(FRAMES), '--start-time', '1000']) == 0
+    return folder / 'clip'
+
+
+def test_record_writes_images_and_label_changes(clip_bag):
+    assert topic_counts(clip_bag) == {'/camera/image_raw': FRAMES, '/labels': 3}
+    with AnyReader([clip_bag]) as reader:
+        (images,) = [c for c in reader.connections if c.topic == '/camera/image_raw']
+        stamps = [cdr_stamp_ns(raw) for _, _, raw in reader.messages(connections=[images])]
+        _, timestamp, raw = next(reader.messages(connections=[images]))
+    first = deserialize_message(raw, Image)
+    assert (first.width, first.height, first.encoding, first.header.frame_id) == (640, 360, 'bgr8', 'camera')
+    assert stamps[0] == timestamp == 1000 * 10**9 and np.all(np.diff(stamps) > 0)
+    assert np.array_equal(np.frombuffer(bytes(first.data), np.uint8).reshape(360, 640, 3), next(read_frames(CLIP)))
+
+
+def test_eval_replays_every_frame_records_outputs_and_reports(clip_bag, tmp_path, capsys):
+    output, video = tmp_path / 'out', tmp_path / 'annotated.mp4'
+    assert main(['fer3d-bag', 'eval', str(clip_bag), '--output', str(output), '--video', str(video),
+                 '--ros-args', '-p', 'expression_node:backend:=onnxruntime']) == 0
+    printed = capsys.readouterr().out
+    report = json.loads((output / 'report.json').read_text())
+    assert report['frames'] == report['answered'] == FRAMES
+    assert report['faces_per_frame']['histogram'] == {'0': 0, '1': FRAMES} and report['id_switches'] == 0
+    assert report['emotion']['frames'] == 30  # frames 0-29 labelled, 30-39 not
+    assert np.sum(report['emotion']['confusion']) == 30
+    for stage in ('faces', 'expressions', 'emotions', 'end_to_end'):
+        assert report['latency'][stage]['count'] == FRAMES and report['latency'][stage]['median_ms'] > 0
+    assert report['bag_overhead_frames_per_second'] > report['frames_per_second']
+    counts = topic_counts(output)
+    assert counts['/faces'] == counts['/expressions'] == counts['/emotions'] == FRAMES
+    assert (output / 'timeline.png').stat().st_size > 10_000
+    capture = cv2.VideoCapture(str(video))
+    assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == FRAMES and capture.get(cv2.CAP_PROP_FRAME_WIDTH) == 640
+    assert 'emotion vs labels (30 labelled frames)' in printed and 'id switches of the main face: 0' in printed
+
+
+def test_image_folder_to_compressed_mcap_and_back(tmp_path):
+    folder = tmp_path / 'images'
+    folder.mkdir()
+    for index, frame in enumerate(read_frames(CLIP, max_frames=8)):
+        cv2.imwrite(str(folder / f'{index:04d}.png'), frame)
+    bag = tmp_path / 'compressed'
+    assert main(['fer3d-bag', 'record', str(folder), str(bag), '--compressed', '--fps', '10']) == 0
+    assert topic_counts(bag) == {'/camera/image_raw/compressed': 8}
+    assert main(['fer3d-bag', 'eval', str(bag), '--no-stress', '--ros-args', '-p',
+                 'expression_node:backend:=onnxruntime']) == 0
+    report = json.loads((tmp_path / 'compressed_fer3d' / 'report.json').read_text())
+    assert report['answered'] == 8 and report['faces_per_frame']['mean'] == 1.0 and report['emotion'] is None
+
+
+def test_truncated_bag_reports_what_it_read(clip_bag, tmp_path, capsys):
+    broken = tmp_path / 'broken'
+    shutil.copytree(clip_bag, broken)
+    (database,) = broken.glob('*.db3')
+    database.write_bytes(database.read_bytes()[:database.stat().st_size // 3])
+    code = main(['fer3d-bag', 'eval', str(broken), '--ros-args', '-p', 'expression_node:backend:=onnxruntime'])
+    error = capsys.readouterr().err
+    assert code in (0, 2) and ('cannot read bag' in error or 'ends early' in error)
+
+
+@pytest.mark.parametrize('arguments, message', [
+    (['record', '/nonexistent/clip.mp4', 'OUT'], 'does not exist'),
+    (['record', 'EMPTY_DIR', 'OUT'], 'holds no image'),
+    (['record', 'NOT_A_VIDEO', 'OUT'], 'cannot open video'),
+    (['record', str(CLIP), 'OUT', '--fps', '-5'], '--fps must be positive'),
+    (['record', str(CLIP), 'EXISTING'], 'exists: remove it'),
+    (['eval', '/nonexistent/bag'], 'does not exist'),
+    (['eval', 'EMPTY_DIR'], 'cannot read bag'),
+    (['eval', 'NOT_A_VIDEO'], 'cannot read bag'),
+])
+def test_bad_sources_and_bags_give_one_clear_error(tmp_path, capsys, arguments, message):
+    (tmp_path / 'empty').mkdir()
+    (tmp_path / 'existing').mkdir()
+    (tmp_path / 'junk.mp4').write_bytes(b'not a video at all')
+    places = {'EMPTY_DIR': tmp_path / 'empty', 'NOT_A_VIDEO': tmp_path / 'junk.mp4', 'OUT': tmp_path / 'out',
+              'EXISTING': tmp_path / 'existing'}
+    assert main(['fer3d-bag', *[str(places.get(a, a)) for a in arguments]]) == 2
+    error = capsys.readouterr().err
+    assert message in error and 'Traceback' not in error
+
+
+@pytest.mark.parametrize('text, message', [
+    ('time,label\n0,joy\n', "unknown label 'joy'"),
+    ('start,emotion\n0,happy\n', 'expected a header'),
+    ('time,label\nsoon,happy\n', "time 'soon' is not a number"),
+])
+def test_bad_labels_are_refused_with_the_line(tmp_path, text, message):
+    path = tmp_path / 'labels.csv'
+    path.write_text(text)
+    with pytest.raises(RuntimeError, match=message):
+        read_labels(path)
+
+
+def test_labels_hold_until_the_next_row():
+    labels = Labels([0.0, 2.5, 4.0], ['neutral', 'happy', ''], by_frame=False)
+    assert [labels.at(0, t) for t in (0.0, 2.4, 2.5, 3.9, 4.0, 9.0)] == ['neutral', 'neutral', 'happy', 'happy', '', '']
+    assert Labels([5], ['sad'], by_frame=True).at(4, 99.0) == ''
+
+
+def test_stamp_read_in_place_matches_the_deserialised_header():
+    msg = numpy_to_image(np.zeros((4, 6, 3), np.uint8), 'bgr8')
+    msg.header.stamp.sec, msg.header.stamp.nanosec = 1_700_000_123, 456_789
+    assert cdr_stamp_ns(serialize_message(msg)) == 1_700_000_123 * 10**9 + 456_789
