@@ -27,7 +27,9 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
+from fer3d_ros.core.expression import MODEL_FILE, load_card  # noqa: E402
 from fer3d_ros.core.image_conversion import numpy_to_image  # noqa: E402
+from fer3d_ros.core.models import find_model  # noqa: E402
 from fer3d_ros.msg import EmotionArray, Expression, ExpressionArray  # noqa: E402
 from fer3d_ros.nodes.common import RELIABLE_QOS  # noqa: E402
 
@@ -45,7 +47,8 @@ def malformed_inputs() -> list[tuple[str, str, object]]:
     frame = np.zeros((480, 640, 3), np.uint8)
     truncated = image(frame, 'bgr8')
     truncated.data = truncated.data[:1000]
-    nan_coefficients = ExpressionArray(names=['x'] * 55, model_id='soak', expressions=[
+    names = list(load_card(find_model(MODEL_FILE)).expression_names)
+    nan_coefficients = ExpressionArray(names=names, model_id='soak', expressions=[
         Expression(id='f9999', coefficients=np.full(55, np.nan, np.float32))])
     return [('huge image (4000x3000)', 'image', image(np.zeros((3000, 4000, 3), np.uint8), 'bgr8')),
             ('wrong encoding (yuv422)', 'image', image(frame, 'yuv422')),
@@ -68,8 +71,11 @@ def main() -> int:
     parser.add_argument('--fps', type=float, default=30.0)
     options = parser.parse_args()
     log = tempfile.NamedTemporaryFile('w+', suffix='.log', prefix='fer3d_soak_', delete=False)
+    # A shell starting this script in the background ignores SIGINT in it (and so in the runner):
+    # give the runner the default disposition, as a terminal or ros2 launch would.
     runner = subprocess.Popen([sys.executable, str(RUNNER), '--ros-args', '-p', 'expression_node:backend:=onnxruntime'],
-                              stdout=log, stderr=subprocess.STDOUT)
+                              stdout=log, stderr=subprocess.STDOUT,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     context = rclpy.Context()
     rclpy.init(context=context)
     node = rclpy.create_node('soak_camera', context=context)
@@ -121,7 +127,12 @@ def main() -> int:
         executor.spin_once(timeout_sec=max(0.0, min(next_frame, next_sample) - time.monotonic()))
     alive = runner.poll() is None
     runner.send_signal(signal.SIGINT)
-    runner.wait(timeout=30)
+    try:
+        runner.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        runner.kill()
+        runner.wait()
+        print('the runner did not stop within 30 s of SIGINT: killed')
     executor.shutdown()
     node.destroy_node()
     rclpy.try_shutdown(context=context)
