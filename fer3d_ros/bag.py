@@ -200,6 +200,7 @@ class Recorder:
     def __init__(self, node: Node, writer, typestore, frames: dict[int, FrameRecord]) -> None:
         self.frames, self.writer = frames, writer
         self.stress: list[StressRecord] = []
+        self.latest_stress: dict[str, StressRecord] = {}  # face id -> its latest estimate
         self.latest: dict[str, dict[int, object]] = {topic: {} for topic in OUTPUTS}
         self.connections = {}
         for topic, kind in OUTPUTS.items():
@@ -214,7 +215,9 @@ class Recorder:
             published, key = info['source_timestamp'] * 1e-9, stamp_key(msg.header)
             self.writer.write(self.connections[topic], key, serialize_message(msg))
             if topic == 'stress':
-                self.stress += [StressRecord(key * 1e-9, s.id, s.probability) for s in msg.stresses]
+                for stress in msg.stresses:
+                    self.stress.append(record := StressRecord(key * 1e-9, stress.id, stress.probability))
+                    self.latest_stress[stress.id] = record
                 return
             frame = self.frames.get(key)
             if frame is None:
@@ -324,36 +327,30 @@ def evaluate(bag: Path, output: Path, *, topic: str | None = None, labels: Label
             raise BagError('face_node did not subscribe within 10 s (is ROS discovery blocked?)')
         fps = bag_rate(reader, connection)
         start, overhead, first_ns, index, next_print = time.perf_counter(), 0.0, None, 0, 0.0
-        try:
-            for _, timestamp, rawdata in reader.messages(connections=[connection]):
-                if max_frames is not None and index >= max_frames:
-                    break
-                begin = time.perf_counter()
-                key = cdr_stamp_ns(rawdata)
-                first_ns = timestamp if first_ns is None else first_ns
-                if labels is None and index == 0:
-                    labels = bag_labels(reader, first_ns)
-                frame = frames[key] = FrameRecord(time=key * 1e-9, sent=time.time_ns() * 1e-9,
-                                                  label=labels.at(index, (timestamp - first_ns) * 1e-9) or None
-                                                  if labels else None)
-                replay.publisher.publish(rawdata)
-                overhead += time.perf_counter() - begin
-                replay.wait_for(lambda: 'emotions' in frame.published, timeout)  # noqa: B023 - this frame's
-                if video is not None:
-                    video_writer = write_video_frame(video_writer, video, fps, rawdata, connection.msgtype,
-                                                     recorder, key)
-                seconds_in = (timestamp - first_ns) * 1e-9
-                if print_every and seconds_in >= next_print:
-                    print(f'  t={seconds_in:5.1f} s  {describe_frame(recorder, key)}', flush=True)
-                    next_print += print_every
-                for messages in recorder.latest.values():  # this frame is done: keep memory bounded
-                    messages.pop(key, None)
-                index += 1
-        except BagError:
-            raise
-        except Exception as error:  # noqa: BLE001 - a truncated/corrupt bag: report what was read
-            print(f'warning: the bag ends early after {index} frames: {type(error).__name__}: {error}',
-                  file=sys.stderr)
+        for _, timestamp, rawdata in readable_messages(reader, connection):
+            if max_frames is not None and index >= max_frames:
+                break
+            begin = time.perf_counter()
+            key = cdr_stamp_ns(rawdata)
+            first_ns = timestamp if first_ns is None else first_ns
+            if labels is None and index == 0:
+                labels = bag_labels(reader, first_ns)
+            frame = frames[key] = FrameRecord(time=key * 1e-9, sent=time.time_ns() * 1e-9,
+                                              label=(labels.at(index, (timestamp - first_ns) * 1e-9) or None)
+                                              if labels else None)
+            replay.publisher.publish(rawdata)
+            overhead += time.perf_counter() - begin
+            replay.wait_for(lambda: 'emotions' in frame.published, timeout)  # noqa: B023 - this frame's
+            if video is not None:
+                video_writer = write_video_frame(video_writer, video, fps, rawdata, connection.msgtype,
+                                                 recorder, key)
+            seconds_in = (timestamp - first_ns) * 1e-9
+            if print_every and seconds_in >= next_print:
+                print(f'  t={seconds_in:5.1f} s  {describe_frame(recorder, key)}', flush=True)
+                next_print += print_every
+            for messages in recorder.latest.values():  # this frame is done: keep memory bounded
+                messages.pop(key, None)
+            index += 1
         seconds = time.perf_counter() - start
         replay.wait_for(lambda: False, 0.3)  # the last frames' stress estimates
     finally:
@@ -374,6 +371,18 @@ def evaluate(bag: Path, output: Path, *, topic: str | None = None, labels: Label
     return summary
 
 
+def readable_messages(reader, connection) -> Iterator[tuple]:
+    """The topic's messages until the bag ends or breaks: a truncated/corrupt bag is evaluated up to
+    where it breaks, with one warning (errors of the replay itself are not caught here)."""
+    count = 0
+    try:
+        for message in reader.messages(connections=[connection]):
+            yield message
+            count += 1
+    except Exception as error:  # noqa: BLE001 - rosbags raises several types for damaged storage
+        print(f'warning: the bag ends early after {count} frames: {type(error).__name__}: {error}', file=sys.stderr)
+
+
 def bag_rate(reader, connection) -> float:
     """Frames per second of the image topic (30 where the bag is too short to tell)."""
     span = (reader.end_time - reader.start_time) * 1e-9
@@ -385,12 +394,12 @@ def describe_frame(recorder: Recorder, key: int, count: int = 3) -> str:
     emotions, expressions = recorder.latest['emotions'].get(key), recorder.latest['expressions'].get(key)
     if emotions is None or expressions is None:
         return 'no answer'
-    stress_of = {record.id: record.probability for record in recorder.stress}
+    stress_of = recorder.latest_stress
     parts = []
     for emotion, expression in zip(emotions.emotions, expressions.expressions):
         values = np.asarray(expression.coefficients)
         strongest = ', '.join(f'{expressions.names[k]} {values[k]:.2f}' for k in np.argsort(-values)[:count])
-        stress = f'{stress_of[emotion.id]:.2f}' if emotion.id in stress_of else 'window filling'
+        stress = f'{stress_of[emotion.id].probability:.2f}' if emotion.id in stress_of else 'window filling'
         parts.append(f'{emotion.id}: {emotion.label} {emotion.confidence:.2f} | {strongest} | stress {stress}')
     return '; '.join(parts) or 'no face'
 
@@ -403,8 +412,7 @@ def write_video_frame(video_writer, path: Path, fps: float, rawdata: bytes, msgt
     if faces is not None:
         emotions = recorder.latest['emotions'].get(key)
         emotion_of = {e.id: e for e in emotions.emotions} if emotions else {}
-        stress_of = {r.id: r for r in recorder.stress}  # later records overwrite: the latest per id
-        annotate(image, face_annotations(faces, emotion_of, stress_of))
+        annotate(image, face_annotations(faces, emotion_of, recorder.latest_stress))
     if video_writer is None:
         path.parent.mkdir(parents=True, exist_ok=True)
         video_writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*'mp4v'), fps,
