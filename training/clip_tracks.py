@@ -32,6 +32,7 @@ class ClipTrack:
     ids: np.ndarray            # (R,) track id
     coefficients: np.ndarray   # (R, n)
     angles: np.ndarray         # (R, 3) roll, pitch, yaw in radians
+    landmarks: np.ndarray      # (R, 68, 2) pixels
 
     @property
     def times(self) -> np.ndarray:
@@ -40,6 +41,11 @@ class ClipTrack:
     def of(self, face_id: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         rows = self.ids == face_id
         return self.times[rows], self.coefficients[rows], self.angles[rows]
+
+    def main_id(self) -> str:
+        """The id seen in the most frames."""
+        ids, counts = np.unique(self.ids, return_counts=True)
+        return str(ids[counts.argmax()])
 
 
 def evaluation_clips() -> list[Path]:
@@ -52,8 +58,9 @@ def clip_track(path: Path, regressor: ExpressionRegressor, cache: Path | None = 
     cached = cache / f'{path.stem}-{regressor.card.model_id}.npz' if cache else None
     if cached and cached.is_file():
         with np.load(cached) as stored:
-            return ClipTrack(path.stem, float(stored['fps']), stored['frame'], stored['ids'],
-                             stored['coefficients'], stored['angles'])
+            if 'landmarks' in stored:
+                return ClipTrack(path.stem, float(stored['fps']), stored['frame'], stored['ids'],
+                                 stored['coefficients'], stored['angles'], stored['landmarks'])
     capture = cv2.VideoCapture(str(path))
     fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
     capture.release()
@@ -62,13 +69,14 @@ def clip_track(path: Path, regressor: ExpressionRegressor, cache: Path | None = 
     for index, frame in enumerate(tqdm(read_frames(path), desc=path.stem, leave=False)):
         faces = front_end.process(frame).faces
         coefficients = regressor.predict([face.crop for face in faces])
-        rows += [(index, face.id, e, face.pose.euler()) for face, e in zip(faces, coefficients)]
+        rows += [(index, face.id, e, face.pose.euler(), face.landmarks) for face, e in zip(faces, coefficients)]
     n = len(regressor.card.expression_names)
     track = ClipTrack(path.stem, float(fps), np.array([r[0] for r in rows], int), np.array([r[1] for r in rows], str),
                       np.array([r[2] for r in rows], np.float32).reshape(-1, n),
-                      np.array([r[3] for r in rows], np.float64).reshape(-1, 3))
+                      np.array([r[3] for r in rows], np.float64).reshape(-1, 3),
+                      np.array([r[4] for r in rows], np.float32).reshape(-1, 68, 2))
     if cached:
         cached.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cached, fps=track.fps, frame=track.frame, ids=track.ids, coefficients=track.coefficients,
-                 angles=track.angles)
+                 angles=track.angles, landmarks=track.landmarks)
     return track

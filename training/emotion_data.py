@@ -61,6 +61,7 @@ class Features:
     cnn: np.ndarray     # (N, n) regressed expression coefficients (zeros where not found)
     fit: np.ndarray     # (N, n) per-image 3DMM fit of the same landmarks
     box: np.ndarray     # (N, 4) face box in the original image (x0, y0, x1, y1), NaN where not found
+    landmarks: np.ndarray  # (N, 68, 2) in the original image, NaN where not found
 
     @property
     def labels(self) -> np.ndarray:
@@ -73,7 +74,7 @@ class Features:
     def subset(self, mask: np.ndarray) -> Features:
         keep = np.flatnonzero(mask)
         return Features([self.images[i] for i in keep], self.found[keep], self.cnn[keep],
-                        self.fit[keep], self.box[keep])
+                        self.fit[keep], self.box[keep], self.landmarks[keep])
 
 
 def labelled_images(name: str) -> list[LabelledImage]:
@@ -125,7 +126,7 @@ class FeatureExtractor:
     def __call__(self, images: list[LabelledImage], desc: str = 'images') -> Features:
         n, k = len(images), len(self.regressor.card.expression_names)
         features = Features(images, np.zeros(n, bool), np.zeros((n, k), np.float32),
-                            np.zeros((n, k), np.float32), np.full((n, 4), np.nan))
+                            np.zeros((n, k), np.float32), np.full((n, 4), np.nan), np.full((n, 68, 2), np.nan))
         for index, item in enumerate(tqdm(images, desc=desc, leave=False)):
             prepared, scale, pad = prepare_still(read_image(item.path))
             faces = detect_faces(prepared, self.detector, self.landmarker)
@@ -137,6 +138,7 @@ class FeatureExtractor:
             features.cnn[index] = self.regressor.predict([crop])[0]
             features.fit[index] = fit_image(landmarks, self.model).expression
             features.box[index] = (box - pad) / scale
+            features.landmarks[index] = (landmarks - pad) / scale
         return features
 
 
@@ -147,11 +149,11 @@ def load_features(name: str, regressor: ExpressionRegressor,
     cached = cache / f'{name}-{regressor.card.model_id}.npz' if cache else None
     if cached and cached.is_file():
         stored = np.load(cached)
-        if list(stored['paths']) == [str(image.path) for image in images]:
-            return Features(images, stored['found'], stored['cnn'], stored['fit'], stored['box'])
+        if 'landmarks' in stored and list(stored['paths']) == [str(image.path) for image in images]:
+            return Features(images, stored['found'], stored['cnn'], stored['fit'], stored['box'], stored['landmarks'])
     features = FeatureExtractor(regressor)(images, desc=name)
     if cached:
         cached.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cached, paths=[str(image.path) for image in images], found=features.found,
-                 cnn=features.cnn, fit=features.fit, box=features.box)
+                 cnn=features.cnn, fit=features.fit, box=features.box, landmarks=features.landmarks)
     return features
