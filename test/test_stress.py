@@ -74,10 +74,10 @@ def test_estimator_rejects_bad_samples_keeps_ids_apart_and_resets_on_time_going_
     assert len(update.rejected) == 2 and set(estimator.tracks) == {'f1'}
     for t in np.arange(0.05, 3.0, 0.01):  # 100 Hz: more than max_rate
         estimator.update(t, [('f1', good, None)])
-    assert len(estimator.tracks['f1'].samples) <= 40
+    assert len(estimator.tracks.get('f1').samples) <= 40
     assert estimator.update(3.0, [('f2', good, None)]).estimates == []  # a new id starts from nothing
     assert estimator.update(6.0, [('f2', good, None)]) and 'f1' not in estimator.tracks  # forgotten
-    assert estimator.update(1.0, [('f2', good, None)]).reset and len(estimator.tracks['f2'].samples) == 1
+    assert estimator.update(1.0, [('f2', good, None)]).reset and len(estimator.tracks.get('f2').samples) == 1
     assert estimator.set_names(NAMES[:5]) and not estimator.tracks
 
 

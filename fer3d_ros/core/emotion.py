@@ -21,6 +21,7 @@ import numpy as np
 
 from fer3d_ros.core.inference import ModelFileError, require_file
 from fer3d_ros.core.models import find_model
+from fer3d_ros.core.tracking import TrackStates
 
 # The classes, in the order of every probability vector (the label constants of Emotion.msg).
 EMOTIONS = ('neutral', 'happy', 'sad', 'surprise', 'fear', 'disgust', 'anger')
@@ -126,6 +127,12 @@ def default_classifier(model_path: str | os.PathLike | None = None) -> EmotionCl
     return EmotionClassifier(EmotionModel.load(path))
 
 
+@dataclass
+class _Smoothed:
+    time: float = 0.0
+    probabilities: np.ndarray | None = None
+
+
 class EmotionSmoother:
     """Per-track exponential smoothing of emotion probabilities over time.
 
@@ -136,32 +143,25 @@ class EmotionSmoother:
     """
 
     def __init__(self, time_constant: float = 0.3, forget_after: float = 2.0) -> None:
-        if time_constant < 0 or forget_after <= 0:
-            raise ValueError(f'time_constant must be >= 0 and forget_after > 0, got {time_constant}, {forget_after}')
+        if time_constant < 0:
+            raise ValueError(f'time_constant must be >= 0 seconds, got {time_constant}')
         self.time_constant = time_constant
-        self.forget_after = forget_after
-        self._state: dict[str, tuple[float, np.ndarray]] = {}
-        self._last_time: float | None = None
+        self.tracks = TrackStates(_Smoothed, forget_after)
 
     def __len__(self) -> int:
-        return len(self._state)
+        return len(self.tracks)
 
     def update(self, time: float, ids: list[str], probabilities: np.ndarray) -> tuple[np.ndarray, bool]:
         """Smoothed probabilities (N, C) for the faces of one frame; the flag says state was reset."""
-        reset = self._last_time is not None and time < self._last_time
-        if reset:
-            self._state.clear()
-        self._last_time = time
-        self._state = {key: value for key, value in self._state.items() if time - value[0] <= self.forget_after}
+        reset = self.tracks.new_frame(time)
         smoothed = np.array(probabilities, np.float64, copy=True)
         for row, face_id in enumerate(ids):
-            previous = self._state.get(face_id)
-            if previous is not None and self.time_constant > 0:
-                weight = 1.0 - np.exp(-(time - previous[0]) / self.time_constant)
-                smoothed[row] = previous[1] + weight * (smoothed[row] - previous[1])
-            self._state[face_id] = (time, smoothed[row])
+            state = self.tracks.seen(face_id)
+            if state.probabilities is not None and self.time_constant > 0:
+                weight = 1.0 - np.exp(-(time - state.time) / self.time_constant)
+                smoothed[row] = state.probabilities + weight * (smoothed[row] - state.probabilities)
+            state.time, state.probabilities = time, smoothed[row]
         return smoothed, reset
 
     def reset(self) -> None:
-        self._state.clear()
-        self._last_time = None
+        self.tracks.clear()

@@ -24,6 +24,7 @@ import numpy as np
 
 from fer3d_ros.core.inference import ModelFileError, require_file
 from fer3d_ros.core.models import find_model
+from fer3d_ros.core.tracking import TrackStates
 
 PRIOR_FILE = 'stress_prior.json'
 STATISTICS = ('mean', 'std', 'range', 'slope')
@@ -205,8 +206,7 @@ class StressEstimator:
         self.model, self.names = model, tuple(names)
         self.window, self.hop, self.min_fill, self.settings = window, hop, min_fill, settings
         self.max_samples = int(np.ceil(window * max_rate))
-        self.tracks: dict[str, _Track] = {}
-        self._last_time: float | None = None
+        self.tracks = TrackStates(_Track, forget_after=window)
 
     def set_names(self, names: tuple[str, ...] | list[str]) -> bool:
         """Coefficient names of the input; a change clears every track. True if they changed."""
@@ -218,16 +218,10 @@ class StressEstimator:
 
     def reset(self) -> None:
         self.tracks.clear()
-        self._last_time = None
 
     def update(self, time: float, faces: list[tuple[str, np.ndarray, np.ndarray | None]]) -> FrameUpdate:
         """One frame: (id, coefficients (n,), head angles (roll, pitch, yaw) in radians or None) per face."""
-        update = FrameUpdate([])
-        if self._last_time is not None and time < self._last_time:
-            self.tracks.clear()
-            update.reset = True
-        self._last_time = time
-        self.tracks = {key: track for key, track in self.tracks.items() if time - track.samples[-1][0] <= self.window}
+        update = FrameUpdate([], reset=self.tracks.new_frame(time))
         for face_id, coefficients, angles in faces:
             problem = self._add(time, face_id, np.asarray(coefficients, np.float64), angles)
             if problem:
@@ -243,7 +237,7 @@ class StressEstimator:
             return f'{face_id}: expected {len(self.names)} coefficients, got {coefficients.size}'
         if not np.isfinite(coefficients).all():
             return f'{face_id}: coefficients contain NaN or infinity'
-        track = self.tracks.setdefault(face_id, _Track())
+        track = self.tracks.seen(face_id)
         if track.samples and time <= track.samples[-1][0]:
             return None  # a repeated stamp adds nothing
         angles = np.full(3, np.nan) if angles is None else np.asarray(angles, np.float64)
@@ -253,7 +247,7 @@ class StressEstimator:
         return None
 
     def _estimate(self, face_id: str, time: float) -> StressEstimate | None:
-        track = self.tracks[face_id]
+        track = self.tracks.get(face_id)
         span = time - track.samples[0][0]
         if span < self.min_fill * self.window or time < track.next_report or len(track.samples) < 3:
             return None
