@@ -4,9 +4,17 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from fer3d_ros.core.emotion import EMOTIONS, EmotionClassifier, EmotionModel, EmotionSmoother, default_classifier
+from fer3d_ros.core.emotion import (
+    CALIBRATED_MODEL_FILE,
+    EMOTIONS,
+    EmotionClassifier,
+    EmotionModel,
+    EmotionSmoother,
+    default_classifier,
+)
 from fer3d_ros.core.expression import default_regressor
 from fer3d_ros.core.inference import ModelFileError
+from fer3d_ros.core.models import find_model
 from training.baselines import available_baselines
 from training.emotion_data import FeatureExtractor, labelled_images, prepare_still, read_image
 from training.emotion_svm import SearchSettings, fit_model, svm_pipeline
@@ -105,3 +113,9 @@ def test_baselines_run_on_the_same_faces():
     for baseline in baselines:
         probabilities = baseline.predict(image, None)
         assert probabilities.shape == (7,) and EMOTIONS[int(probabilities.argmax())] == 'happy', baseline.name
+
+
+def test_a_classifier_is_only_loaded_for_the_features_it_was_trained_on():
+    assert default_classifier(features='calibrated').model.features == 'calibrated'
+    with pytest.raises(ModelFileError, match='trained on calibrated coefficients'):
+        default_classifier(str(find_model(CALIBRATED_MODEL_FILE)), features='raw')

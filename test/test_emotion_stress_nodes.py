@@ -8,7 +8,8 @@ from fer3d_ros.core.expression import default_regressor
 from fer3d_ros.msg import Emotion, EmotionArray, Expression, ExpressionArray, Face, FaceArray, StressArray
 from fer3d_ros.nodes.emotion_node import EmotionNode
 from fer3d_ros.nodes.stress_node import StressNode
-from training.emotion_data import FeatureExtractor, labelled_images
+from training.emotion_data import FeatureExtractor, LabelledImage, labelled_images
+from training.paths import SHARED
 
 REGRESSOR = default_regressor(backend='onnxruntime')
 NAMES = list(REGRESSOR.card.expression_names)
@@ -56,6 +57,30 @@ def test_emotion_node_labels_real_faces_copies_headers_and_survives_bad_input(ro
     assert np.isclose(sum(happy.probabilities), 1.0, atol=1e-5) and happy.confidence == max(happy.probabilities)
     assert [e.id for e in second.emotions] == ['f0002'] and second.emotions[0].label == Emotion.ANGER
     assert third.emotions == [] and fourth.emotions[0].label == Emotion.HAPPY
+
+
+def test_emotion_node_uses_the_calibrated_classifier_only_for_mature_calibrations(ros):
+    """A CK+ subject's happy apex relative to their neutral frame, at three calibration states."""
+    happy = sorted((SHARED / 'ckplus_128' / 'happiness').glob('*.png'))[0]
+    neutral = SHARED / 'ckplus_128' / 'neutral' / (happy.name[:9] + '00000001.png')
+    features = FeatureExtractor(REGRESSOR)([LabelledImage(path, '', '') for path in (neutral, happy)])
+    calibrated = features.cnn[1] - features.cnn[0]
+    ros.add(EmotionNode(context=ros.context, parameter_overrides=[Parameter('smoothing.time_constant', value=0.0)]))
+    client = ros.node('client')
+    received = []
+    client.create_subscription(EmotionArray, 'emotions', received.append, 10)
+    publisher = client.create_publisher(ExpressionArray, 'expressions', 10)
+    ros.wait_for_subscribers(publisher)
+    msg = expressions(1.0, [(face, features.cnn[1]) for face in ('mature', 'immature', 'malformed')])
+    states = zip(msg.expressions, (0.9, 0.2, 0.9), (calibrated, calibrated, calibrated[:9]))
+    for expression, confidence, values in states:
+        expression.calibrated, expression.calibration_confidence = values.astype(np.float32), confidence
+    publisher.publish(msg)
+    assert ros.spin_until(lambda: received)
+    mature, immature, malformed = received[0].emotions
+    assert mature.calibrated and mature.label == Emotion.HAPPY
+    assert not immature.calibrated and not malformed.calibrated and immature.label == Emotion.HAPPY
+    assert not np.allclose(mature.probabilities, immature.probabilities)
 
 
 def test_stress_node_reports_full_windows_with_pose_and_restarts_on_replay(ros, photo_coefficients):

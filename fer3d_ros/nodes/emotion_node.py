@@ -1,4 +1,9 @@
-"""emotion_node: expressions (ExpressionArray) -> emotions (EmotionArray), per tracked face."""
+"""emotion_node: expressions (ExpressionArray) -> emotions (EmotionArray), per tracked face.
+
+A face whose calibration is mature (Expression.calibration_confidence >= calibration.min_confidence)
+is classified from its calibrated coefficients by a classifier trained on neutral-relative
+features; any other face from its raw coefficients. Emotion.calibrated says which was used.
+"""
 from __future__ import annotations
 
 import time
@@ -7,7 +12,7 @@ import numpy as np
 from rclpy.node import Node
 from rclpy.time import Time
 
-from fer3d_ros.core.emotion import EmotionSmoother, default_classifier
+from fer3d_ros.core.emotion import CALIBRATED_MODEL_FILE, EmotionSmoother, default_classifier
 from fer3d_ros.msg import Emotion, EmotionArray, ExpressionArray
 from fer3d_ros.nodes.common import RELIABLE_QOS, Diagnostics, declare, guarded, run_node
 
@@ -16,8 +21,17 @@ class EmotionNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__('emotion_node', **kwargs)
         self.classifier = default_classifier(
-            declare(self, 'model', '', 'Emotion classifier (.npz from training/train_emotion.py); '
-                    'empty = the shipped models/emotion_ecoc_svm.npz.') or None)
+            declare(self, 'model', '', 'Emotion classifier on raw coefficients (.npz from '
+                    'training/train_emotion.py); empty = the shipped models/emotion_ecoc_svm.npz.') or None,
+            features='raw')
+        self.calibrated_classifier = default_classifier(
+            declare(self, 'calibrated_model', '', 'Emotion classifier on calibrated coefficients (train_emotion '
+                    '--features calibrated); empty = the shipped models/' + CALIBRATED_MODEL_FILE + '.') or None,
+            features='calibrated') if declare(self, 'calibration.enabled', True,
+                                              'Classify calibrated faces with the calibrated classifier.') else None
+        self.min_confidence = declare(self, 'calibration.min_confidence', 0.5,
+                                      'Calibration confidence from which a face is classified from its calibrated '
+                                      'coefficients (0.5: about 21 neutral frames).', minimum=0.0, maximum=1.0)
         self.smoother = EmotionSmoother(
             time_constant=declare(self, 'smoothing.time_constant', 0.3,
                                   'Seconds over which each face\'s probabilities are averaged '
@@ -36,9 +50,16 @@ class EmotionNode(Node):
     def on_expressions(self, msg: ExpressionArray) -> None:
         start = time.perf_counter()
         self.classifier.check_names(msg.names)
+        if self.calibrated_classifier:
+            self.calibrated_classifier.check_names(msg.names)
         usable = [e for e in msg.expressions if self._usable(e, len(msg.names))]
-        probabilities = self.classifier.predict_proba(np.array([e.coefficients for e in usable])) \
-            if usable else np.zeros((0, len(self.classifier.classes)))
+        calibrated = np.array([self._calibrated(e, len(msg.names)) for e in usable], bool)
+        probabilities = np.zeros((len(usable), len(self.classifier.classes)))
+        for use_calibrated, classifier in ((False, self.classifier), (True, self.calibrated_classifier)):
+            rows = np.flatnonzero(calibrated == use_calibrated)
+            if len(rows):
+                field = 'calibrated' if use_calibrated else 'coefficients'
+                probabilities[rows] = classifier.predict_proba(np.array([getattr(usable[i], field) for i in rows]))
         stamp = Time.from_msg(msg.header.stamp).nanoseconds * 1e-9
         smoothed, reset = self.smoother.update(stamp, [e.id for e in usable], probabilities)
         if reset:
@@ -47,10 +68,16 @@ class EmotionNode(Node):
         self.publisher.publish(EmotionArray(
             header=msg.header, model_id=self.classifier.model.model_id, labels=list(classes),
             emotions=[Emotion(id=e.id, label=classes[int(p.argmax())], confidence=float(p.max()),
-                              probabilities=p.astype(np.float32), calibrated=False)
-                      for e, p in zip(usable, smoothed)]))
+                              probabilities=p.astype(np.float32), calibrated=bool(c))
+                      for e, p, c in zip(usable, smoothed, calibrated)]))
         self.diagnostics.extra['tracked_faces'] = str(len(self.smoother))
+        self.diagnostics.extra['calibrated_faces_last_frame'] = str(int(calibrated.sum()))
         self.diagnostics.record(time.perf_counter() - start)
+
+    def _calibrated(self, expression, count: int) -> bool:
+        """Whether a face is classified from its calibrated coefficients (a malformed calibration: raw)."""
+        return (self.calibrated_classifier is not None and expression.calibration_confidence >= self.min_confidence
+                and len(expression.calibrated) == count and bool(np.isfinite(expression.calibrated).all()))
 
     def _usable(self, expression, count: int) -> bool:
         """Skip (and report) one face's malformed coefficients without losing the others."""

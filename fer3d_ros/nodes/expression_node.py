@@ -1,11 +1,20 @@
-"""expression_node: faces (FaceArray with aligned crops) -> expressions (ExpressionArray)."""
+"""expression_node: faces (FaceArray with aligned crops) -> expressions (ExpressionArray).
+
+Every face's coefficients come raw and, once its track has seen the person at rest, calibrated
+against that person's neutral (core.calibration); `~/reset_calibration` (std_srvs/Trigger) starts
+every track's calibration again.
+"""
 from __future__ import annotations
 
 import time
 
+import numpy as np
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.time import Time
+from std_srvs.srv import Trigger
 
+from fer3d_ros.core.calibration import CalibrationSettings, Calibrator
 from fer3d_ros.core.expression import default_regressor
 from fer3d_ros.core.image_conversion import ImageConversionError, image_to_numpy
 from fer3d_ros.msg import Expression, ExpressionArray, FaceArray
@@ -32,13 +41,69 @@ class ExpressionNode(Node):
                              'FaceArrays waiting while the network runs; older ones are dropped, so the '
                              'output stays current when inference is slower than the camera.',
                              minimum=1, maximum=100)
+        self.calibrator = self._declare_calibration() if declare(
+            self, 'calibration.enabled', True, 'Learn each tracked person\'s neutral face on line and publish '
+            'calibrated (neutral-relative) coefficients beside the raw ones.') else None
         self.diagnostics = Diagnostics(self)
+        self.create_service(Trigger, '~/reset_calibration', self.on_reset_calibration)
         self.publisher = self.create_publisher(ExpressionArray, 'expressions', RELIABLE_QOS)
         callback = guarded(self, self.diagnostics, (ImageConversionError, ValueError))(self.on_faces)
         self.create_subscription(FaceArray, 'faces', callback,
                                  QoSProfile(depth=queue_size, reliability=ReliabilityPolicy.RELIABLE))
         card = self.regressor.card
         self.get_logger().info(f'ready: {card.model_id} ({card.input_size} px) on {self.regressor.backend.name}')
+
+    def _declare_calibration(self) -> Calibrator:
+        defaults = CalibrationSettings()
+        settings = CalibrationSettings(
+            max_activity_mm=declare(self, 'calibration.max_activity_mm', defaults.max_activity_mm,
+                                    'A frame is neutral evidence below this RMS landmark displacement from the '
+                                    'person\'s neutral shape (mm); 1.2 passes 90 % of CK+ neutral frames.',
+                                    minimum=0.1, maximum=20.0),
+            max_angle_deg=declare(self, 'calibration.max_angle_deg', defaults.max_angle_deg,
+                                  'Head pitch and yaw (degrees) beyond which a frame is not neutral evidence.',
+                                  minimum=1.0, maximum=90.0),
+            window=declare(self, 'calibration.window', defaults.window,
+                           'Neutral frames kept per track (bounded memory: 55 floats each).', minimum=1,
+                           maximum=100000),
+            frames_for_confidence=declare(self, 'calibration.frames_for_confidence', defaults.frames_for_confidence,
+                                          'Neutral frames that bring the confidence to 0.63 (1 - exp(-n / this)).',
+                                          minimum=1.0, maximum=100000.0))
+        forget_after = declare(self, 'calibration.forget_after', 2.0,
+                               'Seconds after which a face that left the view loses its calibration.',
+                               minimum=0.01, maximum=3600.0)
+        return Calibrator(len(self.regressor.card.expression_names), settings, forget_after=forget_after)
+
+    def on_reset_calibration(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        if self.calibrator is None:
+            response.success, response.message = False, 'calibration is disabled (calibration.enabled: false)'
+            return response
+        dropped = len(self.calibrator)
+        self.calibrator.reset()
+        self.get_logger().info(f'calibration reset on request: {dropped} track(s) start again')
+        response.success, response.message = True, f'calibration of {dropped} track(s) dropped'
+        return response
+
+    def calibrate(self, msg: FaceArray, faces: list, coefficients: np.ndarray) -> list[Expression]:
+        """Expression messages with the calibration of every face whose track has one."""
+        expressions = [Expression(id=face.id, coefficients=values) for face, values in zip(faces, coefficients)]
+        if self.calibrator is None:
+            return expressions
+        if self.calibrator.new_frame(Time.from_msg(msg.header.stamp).nanoseconds * 1e-9):
+            self.get_logger().info('time went backwards (a replayed bag?): calibration of every track restarted')
+        for face, expression in zip(faces, expressions):
+            try:
+                result = self.calibrator.update(face.id, np.reshape(face.landmarks, (68, 2)),
+                                                expression.coefficients, (face.roll, face.pitch, face.yaw))
+            except ValueError as error:  # this face stays uncalibrated; the others go on
+                self.diagnostics.bad_input(str(error))
+                self.get_logger().warning(f'not calibrated: {error}', throttle_duration_sec=1.0)
+                continue
+            if result.coefficients is not None:
+                expression.calibrated = result.coefficients
+                expression.calibration_confidence = result.confidence
+        self.diagnostics.extra['calibrated_tracks'] = str(len(self.calibrator))
+        return expressions
 
     def on_faces(self, msg: FaceArray) -> None:
         start = time.perf_counter()
@@ -50,7 +115,7 @@ class ExpressionNode(Node):
         self.publisher.publish(ExpressionArray(
             header=msg.header, model_id=self.regressor.card.model_id,
             names=list(self.regressor.card.expression_names),
-            expressions=[Expression(id=face.id, coefficients=values) for face, values in zip(faces, coefficients)]))
+            expressions=self.calibrate(msg, faces, coefficients)))
         latency = time.perf_counter() - start
         self.diagnostics.extra['faces_last_frame'] = str(len(faces))
         self.diagnostics.record(latency)
