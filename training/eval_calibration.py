@@ -21,13 +21,10 @@ from tqdm import tqdm
 from fer3d_ros.core.calibration import Calibrator
 from fer3d_ros.core.emotion import EmotionSmoother, default_classifier
 from fer3d_ros.core.expression import default_regressor
-from fer3d_ros.core.models import find_model
 from training.clip_tracks import ClipTrack, clip_track, evaluation_clips
 from training.emotion_data import calibrated_features, load_features
 from training.emotion_svm import SearchSettings, cross_validate
 from training.train_emotion import print_summary, summarise
-
-CALIBRATED_MODEL = 'emotion_ecoc_svm_calibrated.npz'
 
 
 def ckplus(regressor, folds: int, settings: SearchSettings) -> None:
@@ -62,7 +59,7 @@ def label_flips_per_minute(times: np.ndarray, labels: np.ndarray) -> float:
 
 
 def clips(regressor, min_confidence: float) -> None:
-    raw_model, calibrated_model = default_classifier(), default_classifier(find_model(CALIBRATED_MODEL))
+    raw_model, calibrated_model = default_classifier(), default_classifier(features='calibrated')
     print(f'clips: main track of each; usable calibration = confidence >= {min_confidence}; '
           'jitter = mean |frame-to-frame change| over the 55 coefficients (x 1000)')
     print(f'  {"clip":22s} {"frames":>6s} {"usable at":>10s} {"jitter raw":>10s} {"calibrated":>10s} '
