@@ -130,6 +130,8 @@ def test_bad_input_is_refused_with_the_reason():
     points, coefficients, angles, _ = SyntheticPerson(7).frame()
     with pytest.raises(ValueError, match='68 finite'):
         calibrator.update('f1', points[:10], coefficients)
+    with pytest.raises(ValueError, match='less than 2 px'):
+        calibrator.update('f1', np.zeros((68, 2)), coefficients)
     with pytest.raises(ValueError, match='55 finite coefficients'):
         calibrator.update('f1', points, coefficients * np.nan)
     assert len(calibrator) == 0  # nothing half-made for a refused face

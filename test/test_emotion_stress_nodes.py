@@ -35,13 +35,19 @@ def expressions(seconds, faces, names=NAMES):
     return msg
 
 
-def test_emotion_node_labels_real_faces_copies_headers_and_survives_bad_input(ros, photo_coefficients):
+def unsmoothed_emotion_node(ros):
+    """An emotion_node without smoothing, a publisher of expressions to it and the emotions it sent."""
     ros.add(EmotionNode(context=ros.context, parameter_overrides=[Parameter('smoothing.time_constant', value=0.0)]))
     client = ros.node('client')
     received = []
     client.create_subscription(EmotionArray, 'emotions', received.append, 10)
     publisher = client.create_publisher(ExpressionArray, 'expressions', 10)
     ros.wait_for_subscribers(publisher)
+    return publisher, received
+
+
+def test_emotion_node_labels_real_faces_copies_headers_and_survives_bad_input(ros, photo_coefficients):
+    publisher, received = unsmoothed_emotion_node(ros)
     publisher.publish(expressions(1.0, [('f0001', photo_coefficients['happy'])]))
     publisher.publish(expressions(1.1, [('f0001', [np.nan] * len(NAMES)), ('f0002', photo_coefficients['anger'])]))
     publisher.publish(expressions(1.2, [('f0001', photo_coefficients['happy'])], names=NAMES[::-1]))  # wrong model
@@ -65,12 +71,7 @@ def test_emotion_node_uses_the_calibrated_classifier_only_for_mature_calibration
     neutral = SHARED / 'ckplus_128' / 'neutral' / (happy.name[:9] + '00000001.png')
     features = FeatureExtractor(REGRESSOR)([LabelledImage(path, '', '') for path in (neutral, happy)])
     calibrated = features.cnn[1] - features.cnn[0]
-    ros.add(EmotionNode(context=ros.context, parameter_overrides=[Parameter('smoothing.time_constant', value=0.0)]))
-    client = ros.node('client')
-    received = []
-    client.create_subscription(EmotionArray, 'emotions', received.append, 10)
-    publisher = client.create_publisher(ExpressionArray, 'expressions', 10)
-    ros.wait_for_subscribers(publisher)
+    publisher, received = unsmoothed_emotion_node(ros)
     msg = expressions(1.0, [(face, features.cnn[1]) for face in ('mature', 'immature', 'malformed')])
     states = zip(msg.expressions, (0.9, 0.2, 0.9), (calibrated, calibrated, calibrated[:9]))
     for expression, confidence, values in states:

@@ -181,6 +181,8 @@ class Calibrator:
         landmarks, coefficients = np.asarray(landmarks, np.float64), np.asarray(coefficients, np.float32)
         if landmarks.shape != (68, 2) or not np.isfinite(landmarks).all():
             raise ValueError(f'{face_id}: expected 68 finite (x, y) landmarks, got {landmarks.shape}')
+        if np.ptp(landmarks, axis=0).min() < 2.0:
+            raise ValueError(f'{face_id}: landmarks span less than 2 px (none were set?): cannot fit a face to them')
         if coefficients.shape != (self.n_coefficients,) or not np.isfinite(coefficients).all():
             raise ValueError(f'{face_id}: expected {self.n_coefficients} finite coefficients, got {coefficients.shape}')
         track = self.tracks.seen(face_id)
