@@ -76,8 +76,9 @@ def clips(regressor, min_confidence: float) -> None:
             if result.coefficients is not None:
                 calibrated[row] = result.coefficients
         ready = confidence >= min_confidence
-        raw_labels = smoothed_labels(times, raw_model.predict_proba(coefficients))
-        probabilities = raw_model.predict_proba(coefficients)
+        raw_probabilities = raw_model.predict_proba(coefficients)
+        raw_labels = smoothed_labels(times, raw_probabilities)
+        probabilities = raw_probabilities.copy()
         if ready.any():
             probabilities[ready] = calibrated_model.predict_proba(calibrated[ready])
         calibrated_labels = smoothed_labels(times, probabilities)
