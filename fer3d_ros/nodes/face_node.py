@@ -5,7 +5,6 @@ import time
 
 import numpy as np
 from rclpy.node import Node
-from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 
 from fer3d_ros.core.detection import default_detector
@@ -16,6 +15,7 @@ from fer3d_ros.core.landmarks import DlibLandmarker
 from fer3d_ros.core.tracking import FaceTracker
 from fer3d_ros.msg import Face, FaceArray
 from fer3d_ros.nodes.common import RELIABLE_QOS, Diagnostics, declare, guarded, run_node
+from fer3d_ros.nodes.image_input import ImageInput, declare_image_reliability
 
 
 class FaceNode(Node):
@@ -28,16 +28,16 @@ class FaceNode(Node):
         use_compressed = declare(self, 'use_compressed', False,
                                  'Subscribe to image/compressed (sensor_msgs/CompressedImage, jpeg or png) '
                                  'instead of image (sensor_msgs/Image).')
+        reliability = declare_image_reliability(self)
         self.diagnostics = Diagnostics(self)
         self.publisher = self.create_publisher(FaceArray, 'faces', RELIABLE_QOS)
         callback = guarded(self, self.diagnostics, (ImageConversionError, ValueError))(self.on_image)
-        if use_compressed:
-            self.create_subscription(CompressedImage, 'image/compressed', callback, qos_profile_sensor_data)
-        else:
-            self.create_subscription(Image, 'image', callback, qos_profile_sensor_data)
+        self.image_input = ImageInput(self, CompressedImage if use_compressed else Image,
+                                      'image/compressed' if use_compressed else 'image', callback, reliability,
+                                      self.diagnostics)
         self.get_logger().info(f'ready: {self.front_end.detector.backend.name} detector, '
                                f'landmarks from {self.front_end.landmarker.model_path.name}, '
-                               f'listening on {"image/compressed" if use_compressed else "image"}')
+                               f'listening on {self.image_input.topic_name} (image_reliability: {reliability})')
 
     def _make_front_end(self) -> FaceFrontEnd:
         detector = default_detector(

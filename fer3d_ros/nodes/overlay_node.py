@@ -7,13 +7,13 @@ from collections.abc import Mapping
 
 import numpy as np
 from rclpy.node import Node
-from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
 
 from fer3d_ros.core.drawing import FaceAnnotation, annotate
 from fer3d_ros.core.image_conversion import ImageConversionError, message_to_bgr8, numpy_to_image
 from fer3d_ros.msg import EmotionArray, FaceArray, StressArray
 from fer3d_ros.nodes.common import RELIABLE_QOS, Diagnostics, declare, guarded, run_node
+from fer3d_ros.nodes.image_input import ImageInput, declare_image_reliability
 
 
 class RecentCache(OrderedDict):
@@ -59,6 +59,7 @@ class OverlayNode(Node):
                              'Images, face arrays and emotion arrays kept (each) while waiting for their '
                              'match by stamp; also the most faces whose latest emotion and stress are kept.',
                              minimum=1, maximum=1000)
+        reliability = declare_image_reliability(self)
         self.images = RecentCache(cache_size)          # stamp -> Image | CompressedImage
         self.faces = RecentCache(cache_size)           # stamp -> FaceArray
         self.emotions = RecentCache(cache_size)        # stamp -> EmotionArray
@@ -68,15 +69,13 @@ class OverlayNode(Node):
         self.diagnostics = Diagnostics(self)
         self.publisher = self.create_publisher(Image, 'debug/image', RELIABLE_QOS)
         guard = guarded(self, self.diagnostics, (ImageConversionError, ValueError))
-        if use_compressed:
-            self.create_subscription(CompressedImage, 'image/compressed', guard(self.on_image),
-                                     qos_profile_sensor_data)
-        else:
-            self.create_subscription(Image, 'image', guard(self.on_image), qos_profile_sensor_data)
+        self.image_input = ImageInput(self, CompressedImage if use_compressed else Image,
+                                      'image/compressed' if use_compressed else 'image', guard(self.on_image),
+                                      reliability, self.diagnostics)
         self.create_subscription(FaceArray, 'faces', guard(self.on_faces), RELIABLE_QOS)
         self.create_subscription(EmotionArray, 'emotions', guard(self.on_emotions), RELIABLE_QOS)
         self.create_subscription(StressArray, 'stress', guard(self.on_stress), RELIABLE_QOS)
-        self.get_logger().info(f'ready: drawing {"image/compressed" if use_compressed else "image"} '
+        self.get_logger().info(f'ready: drawing {self.image_input.topic_name} (image_reliability: {reliability}) '
                                'on debug/image while someone subscribes to it')
 
     def on_image(self, msg: Image | CompressedImage) -> None:

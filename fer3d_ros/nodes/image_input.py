@@ -1,0 +1,168 @@
+"""Camera input whose QoS matches the camera, and an account of every frame that did not arrive.
+
+A best-effort subscription loses most frames of 640x480 and larger from a publisher in another
+process (Fast DDS, DESIGN §4); a reliable one cannot hear a best-effort camera at all. So the
+reliability is a parameter, `image_reliability`: `auto` (default) asks for what the publishers on
+the topic offer, as rosbag2 does, and asks again whenever a publisher appears or leaves. Depth is 1
+either way: a node slower than its camera works on the newest frame, never on a backlog.
+
+Frames that never reached the callback are counted from the publishers' sequence numbers:
+`lost_in_transport` are those the middleware reports lost (best effort only), `skipped_busy` the
+rest of the gaps, frames replaced in the depth-1 queue while the node was working on another.
+`before_first` are the frames a publisher had sent before the first one the node took (a camera
+started earlier, or frames replaced while the node was starting): no gap shows them.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from rclpy.event_handler import SubscriptionEventCallbacks, UnsupportedEventTypeError
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.subscription import Subscription
+
+from fer3d_ros.nodes.common import Diagnostics, declare
+
+RELIABILITY = {'reliable': ReliabilityPolicy.RELIABLE, 'best_effort': ReliabilityPolicy.BEST_EFFORT}
+RELIABILITY_NAMES = {policy: name for name, policy in RELIABILITY.items()}
+AUTO = 'auto'
+# Graph changes that the subscription events do not report (a publisher changing its QoS, a
+# middleware without the `matched` event) are caught by this slower check.
+RECHECK_PERIOD = 1.0
+# rclpy passes MessageInfo (sequence numbers) to two-argument callbacks since Jazzy; Humble does not.
+HAS_MESSAGE_INFO = hasattr(Subscription, 'CallbackType')
+
+
+def declare_image_reliability(node: Node) -> str:
+    """The node's `image_reliability` parameter, checked (an unknown value stops the node at start)."""
+    value = declare(node, 'image_reliability', AUTO,
+                    'QoS reliability of the image subscription: auto (match the publishers on the topic, '
+                    're-checked when one appears), reliable or best_effort. Depth is 1 either way.')
+    if value not in (AUTO, *RELIABILITY):
+        raise ValueError(f'image_reliability must be auto, reliable or best_effort, got {value!r}')
+    return value
+
+
+def reliability_to_match(offered: Iterable[ReliabilityPolicy]) -> ReliabilityPolicy | None:
+    """The reliability that hears every publisher: reliable when all of them are, else best effort;
+    None without publishers (nothing to match)."""
+    offered = list(offered)
+    if not offered:
+        return None
+    return ReliabilityPolicy.RELIABLE if all(p == ReliabilityPolicy.RELIABLE for p in offered) \
+        else ReliabilityPolicy.BEST_EFFORT
+
+
+class FrameAccount:
+    """Frames received, and the gaps in each publisher's sequence numbers (frames that never came)."""
+
+    def __init__(self) -> None:
+        self.received = 0
+        self.gaps = 0
+        self.lost_in_transport = 0  # reported by the middleware; each is also a gap
+        self.before_first = 0
+        self.sequenced = True  # False when the middleware gives no sequence numbers
+        self._last: dict[bytes, int] = {}
+
+    def record(self, publisher: bytes, sequence: int | None) -> None:
+        self.received += 1
+        if sequence is None:
+            self.sequenced = False
+            return
+        last = self._last.get(publisher)
+        if last is None:
+            self.before_first += sequence - 1  # sequence numbers start at 1
+        elif sequence > last:
+            self.gaps += sequence - last - 1
+        self._last[publisher] = sequence  # a restarted publisher starts again from 1
+
+    @property
+    def skipped_busy(self) -> int:
+        return max(0, self.gaps - self.lost_in_transport)
+
+    def figures(self) -> dict[str, str]:
+        unknown = 'n/a (no sequence numbers)'
+        return {'frames_received': str(self.received),
+                'frames_skipped_busy': str(self.skipped_busy) if self.sequenced else unknown,
+                'frames_lost_in_transport': str(self.lost_in_transport),
+                'frames_before_first': str(self.before_first) if self.sequenced else unknown}
+
+
+class ImageInput:
+    """The image subscription of a node: QoS by `image_reliability`, frames accounted in diagnostics."""
+
+    def __init__(self, node: Node, msg_type: type, topic: str, callback: Callable, reliability: str,
+                 diagnostics: Diagnostics) -> None:
+        self._node, self._msg_type, self._topic, self._callback = node, msg_type, topic, callback
+        self._diagnostics = diagnostics
+        self.requested = reliability
+        self.account = FrameAccount()
+        self._lost_before = 0  # message-lost total of the subscriptions replaced so far
+        self._lost_now = 0
+        self.subscription: Subscription | None = None
+        if reliability == AUTO:
+            # Best effort hears any publisher, and a reliable camera is never told that a reader it
+            # cannot serve appeared; the first publisher it hears moves it to what they offer.
+            offered = reliability_to_match(info.qos_profile.reliability for info in node.get_publishers_info_by_topic(
+                node.resolve_topic_name(topic)))
+            self._subscribe(offered or ReliabilityPolicy.BEST_EFFORT)
+            node.create_timer(RECHECK_PERIOD, self.match_publishers)
+        else:
+            self._subscribe(RELIABILITY[reliability])
+
+    @property
+    def topic_name(self) -> str:
+        """The resolved topic (namespace and remapping applied)."""
+        return self.subscription.topic_name
+
+    def match_publishers(self) -> None:
+        """Resubscribe when the publishers now offer another reliability (auto mode only)."""
+        if self.requested != AUTO:
+            return
+        wanted = reliability_to_match(info.qos_profile.reliability
+                                      for info in self._node.get_publishers_info_by_topic(self.topic_name))
+        if wanted is not None and wanted != self.reliability:
+            self._node.get_logger().info(f'{self.topic_name}: publishers offer {RELIABILITY_NAMES[wanted]}, '
+                                         f'subscribing {RELIABILITY_NAMES[wanted]} (image_reliability: auto)')
+            self._subscribe(wanted)
+
+    def _subscribe(self, reliability: ReliabilityPolicy) -> None:
+        if self.subscription is not None:
+            self._node.destroy_subscription(self.subscription)
+            self._lost_before += self._lost_now
+            self._lost_now = 0
+        self.reliability = reliability
+        qos = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=reliability,
+                         durability=DurabilityPolicy.VOLATILE)
+        callback = self._on_message if HAS_MESSAGE_INFO else lambda msg: self._on_message(msg, None)
+        events = {'message_lost': self._on_lost}
+        if self.requested == AUTO:  # a publisher appears, leaves, or cannot be heard: match again
+            events.update(matched=lambda _: self.match_publishers(),
+                          incompatible_qos=lambda _: self.match_publishers())
+        try:
+            self.subscription = self._node.create_subscription(
+                self._msg_type, self._topic, callback, qos, event_callbacks=SubscriptionEventCallbacks(**events))
+        except UnsupportedEventTypeError:  # a middleware without message-lost events: gaps only
+            events.pop('message_lost')
+            self.subscription = self._node.create_subscription(
+                self._msg_type, self._topic, callback, qos, event_callbacks=SubscriptionEventCallbacks(**events))
+        self._report()
+
+    def _on_message(self, msg, info) -> None:
+        if info is None:
+            self.account.record(b'', None)
+        else:
+            gid = info.get('publisher_gid')
+            self.account.record(bytes(gid['data']) if gid else b'', info.get('publication_sequence_number'))
+        self._report()
+        self._callback(msg)
+
+    def _on_lost(self, event) -> None:
+        self._lost_now = event.total_count
+        self._report()
+
+    def _report(self) -> None:
+        self.account.lost_in_transport = self._lost_before + self._lost_now
+        self._diagnostics.extra.update(self.account.figures(),
+                                       image_reliability=f'{RELIABILITY_NAMES[self.reliability]}'
+                                       + (' (auto)' if self.requested == AUTO else ''))

@@ -1,0 +1,121 @@
+"""Nodes and launch files as separate processes, the way a robot runs them.
+
+The ROS 2 launch system is not on any registry these machines reach (DESIGN §4): where `launch`
+does not import, it is installed from ../shared/vendor/ros2_launch into a temporary prefix (its
+wheels, and composition_interfaces built like our own messages), once per test session.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from rcl_interfaces.srv import GetParameters
+from rclpy.parameter import parameter_value_to_python
+
+ROOT = Path(__file__).resolve().parents[1]
+INSTALL = Path(sys.prefix)
+EXECUTABLES = INSTALL / 'lib' / 'fer3d_ros'
+VENDOR = ROOT.parent / 'shared' / 'vendor' / 'ros2_launch'
+RUN_LAUNCH_FILE = ('import sys; from ros2launch.api import launch_a_launch_file; '
+                   'sys.exit(launch_a_launch_file(launch_file_path=sys.argv[1], launch_file_arguments=sys.argv[2:], '
+                   'noninteractive=True))')
+
+
+class Process:
+    """A child process whose output goes to a file (a full pipe would block it), stopped by SIGINT."""
+
+    def __init__(self, command: list[str], log: Path, env: dict | None = None) -> None:
+        self.log = log
+        with open(log, 'w') as output:
+            self.popen = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, text=True,
+                                          env={**os.environ, **(env or {})})
+
+    @property
+    def output(self) -> str:
+        return self.log.read_text(errors='replace')
+
+    def running(self) -> bool:
+        return self.popen.poll() is None
+
+    def wait(self, timeout: float) -> int:
+        return self.popen.wait(timeout=timeout)
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGINT (Ctrl-C), as a user stops ros2 launch; SIGKILL if it does not end in `timeout` s."""
+        if self.running():
+            self.popen.send_signal(signal.SIGINT)
+            try:
+                return self.popen.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait()
+                pytest.fail(f'{self.popen.args[0]} did not stop within {timeout} s of SIGINT:\n{self.output}')
+        return self.popen.returncode
+
+
+def start_node(executable: str, log: Path, *ros_arguments: str) -> Process:
+    """An installed executable (lib/fer3d_ros/<executable>) run as `ros2 run` would."""
+    return Process([str(EXECUTABLES / executable), '--ros-args', *ros_arguments], log)
+
+
+def launch_environment(folder: Path) -> dict:
+    """Environment variables under which `import launch, launch_ros` works; builds it in `folder` if needed."""
+    try:
+        import launch  # noqa: F401 - a ROS 2 install has its own
+        import launch_ros  # noqa: F401
+        return {}
+    except ImportError:
+        pass
+    if not VENDOR.is_dir():
+        pytest.skip(f'the ROS 2 launch system is not installed and {VENDOR} is missing (source a ROS 2 install)')
+    site, prefix, build = folder / 'site', folder / 'prefix', folder / 'build'
+    prefix_env = {'PATH': f'{INSTALL / "bin"}:{os.environ["PATH"]}', 'AMENT_PREFIX_PATH': str(INSTALL),
+                  'CMAKE_PREFIX_PATH': str(INSTALL)}
+    steps = [
+        [sys.executable, '-m', 'pip', 'install', '--quiet', '--no-deps', '--target', str(site),
+         *map(str, sorted((VENDOR / 'wheels').glob('*.whl')))],
+        ['cmake', '-S', str(VENDOR / 'src' / 'composition_interfaces'), '-B', str(build), '-Wno-dev',
+         f'-DCMAKE_INSTALL_PREFIX={prefix}', f'-DPython3_EXECUTABLE={sys.executable}', '-DBUILD_TESTING=OFF',
+         f'-DCMAKE_PROJECT_INCLUDE={ROOT / "cmake" / "drop_missing_include_dirs.cmake"}'],
+        ['cmake', '--build', str(build), '-j', '2'],
+        ['cmake', '--install', str(build)],
+    ]
+    for step in steps:
+        result = subprocess.run(step, capture_output=True, text=True, env={**os.environ, **prefix_env})
+        assert result.returncode == 0, f'{" ".join(step)} failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}'
+    python_version = f'python{sys.version_info.major}.{sys.version_info.minor}'
+    return {'PYTHONPATH': os.pathsep.join([str(site), str(prefix / 'lib' / python_version / 'site-packages'),
+                                           os.environ.get('PYTHONPATH', '')]),
+            'LD_LIBRARY_PATH': os.pathsep.join([str(prefix / 'lib'), os.environ.get('LD_LIBRARY_PATH', '')]),
+            'AMENT_PREFIX_PATH': os.pathsep.join([str(INSTALL), str(site), str(prefix)])}
+
+
+def start_launch_file(environment: dict, log: Path, launch_file: str, *arguments: str) -> Process:
+    """`ros2 launch fer3d_ros <launch_file> <arguments>` through the code path behind it."""
+    path = INSTALL / 'share' / 'fer3d_ros' / 'launch' / launch_file
+    return Process([sys.executable, '-c', RUN_LAUNCH_FILE, str(path), *arguments], log, environment)
+
+
+def node_parameters(ros, client_node, node_name: str, names: list[str], timeout: float = 10.0) -> dict:
+    """The values a running node holds (rcl_interfaces/GetParameters on <node>/get_parameters)."""
+    client = client_node.create_client(GetParameters, f'{node_name}/get_parameters')
+    assert ros.spin_until(client.service_is_ready, timeout), f'{node_name} offers no parameter service'
+    future = client.call_async(GetParameters.Request(names=names))
+    assert ros.spin_until(future.done, timeout), f'{node_name} did not answer get_parameters'
+    return {name: parameter_value_to_python(value) for name, value in zip(names, future.result().values)}
+
+
+def running_nodes(node) -> set[str]:
+    """Fully qualified names of the nodes in the graph, as `node` sees it."""
+    return {f'{namespace.rstrip("/")}/{name}' for name, namespace in node.get_node_names_and_namespaces()}
+
+
+def wait_for_nodes(ros, watcher, names: set[str], process: Process, timeout: float = 60.0) -> None:
+    """Until every fully qualified node name in `names` is in the graph; fails early if `process` ends."""
+    ros.spin_until(lambda: not process.running() or names <= running_nodes(watcher), timeout)
+    assert process.running() and names <= running_nodes(watcher), \
+        f'nodes {sorted(names - running_nodes(watcher))} did not start:\n{process.output[-5000:]}'
