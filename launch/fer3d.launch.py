@@ -4,80 +4,131 @@
     ros2 launch fer3d_ros fer3d.launch.py image:=/camera/image_raw use_compressed:=true composed:=true
     ros2 launch fer3d_ros fer3d.launch.py backend:=tensorrt engine:=/data/deepexp3d.engine start_overlay:=true
 
-Every node reads its config/<node>.yaml; the launch arguments below override single parameters.
-composed:=true runs all nodes in one process (fer3d_pipeline, one executor: the lowest latency);
-false runs one process per node. The tables at the top are plain data so that tests can check
-them on machines without the launch library.
+Every node reads its config/<node>.yaml, then `params_file` if given, then the launch arguments
+that were given (an empty argument leaves the config's value). composed:=true runs all nodes in
+one process (fer3d_pipeline, one executor: the lowest latency); false runs one process per node.
+A node that exits ends the launch with an error (exit status 1) unless respawn:=true restarts it.
+The tables at the top are plain data so that tests can check them without the launch library.
 """
 # Launch argument -> (default, description).
 ARGUMENTS = {
     'image': ('image', 'Input image topic (sensor_msgs/Image); with use_compressed, <image>/compressed is used.'),
-    'use_compressed': ('false', 'Subscribe to <image>/compressed (sensor_msgs/CompressedImage, jpeg/png).'),
-    'backend': ('auto', 'DeepExp3D inference backend: auto | tensorrt | onnxruntime.'),
-    'model': ('', 'DeepExp3D ONNX model (with its .json card); empty = the shipped model.'),
-    'engine': ('', 'Prebuilt TensorRT engine (python -m training.build_engine); empty = the cached one.'),
+    'use_compressed': ('', 'true: subscribe to <image>/compressed (sensor_msgs/CompressedImage, jpeg/png); '
+                           'empty: as in config/face.yaml (false).'),
+    'image_reliability': ('', 'QoS of the image subscription: auto (match the camera), reliable or best_effort; '
+                              'empty: as in config/face.yaml (auto).'),
+    'backend': ('', 'DeepExp3D inference backend: auto | tensorrt | onnxruntime; empty: as in '
+                    'config/expression.yaml (auto).'),
+    'model': ('', 'DeepExp3D ONNX model (with its .json card); empty: as in config/expression.yaml (the shipped '
+                  'model).'),
+    'engine': ('', 'Prebuilt TensorRT engine (python -m training.build_engine); empty: as in config/expression.yaml '
+                   '(the cached one).'),
+    'params_file': ('', 'Your own parameter file (sections keyed /**/<node>, as in config/), loaded after the '
+                        "package's files and before these arguments."),
     'namespace': ('', 'Namespace of every node and topic.'),
     'use_sim_time': ('false', 'Use /clock (set true when replaying a bag with --clock).'),
     'start_stress': ('true', 'Start stress_node.'),
     'start_overlay': ('false', 'Start overlay_node (debug/image, drawn only while subscribed).'),
     'composed': ('false', 'Run every node in one process (fer3d_pipeline) instead of one process per node.'),
+    'respawn': ('false', 'Restart a node that exits (after 2 s) instead of ending the launch with an error.'),
 }
+# Arguments that are booleans: true/false or 1/0, any case (what launch conditions accept); no others.
+BOOLEANS = ('use_compressed', 'use_sim_time', 'start_stress', 'start_overlay', 'composed', 'respawn')
 
-# Executable, its config file, parameter -> (launch argument, type), the argument that starts it.
+# Executable, its config file, parameter -> launch argument, the argument that starts it.
 NODES = (
-    ('face_node', 'face.yaml', {'use_compressed': ('use_compressed', bool)}, None),
-    ('expression_node', 'expression.yaml',
-     {'backend': ('backend', str), 'model': ('model', str), 'engine': ('engine', str)}, None),
+    ('face_node', 'face.yaml', {'use_compressed': 'use_compressed', 'image_reliability': 'image_reliability'}, None),
+    ('expression_node', 'expression.yaml', {'backend': 'backend', 'model': 'model', 'engine': 'engine'}, None),
     ('emotion_node', 'emotion.yaml', {}, None),
     ('stress_node', 'stress.yaml', {}, 'start_stress'),
-    ('overlay_node', 'overlay.yaml', {'use_compressed': ('use_compressed', bool)}, 'start_overlay'),
+    ('overlay_node', 'overlay.yaml',
+     {'use_compressed': 'use_compressed', 'image_reliability': 'image_reliability'}, 'start_overlay'),
 )
 PIPELINE = 'fer3d_pipeline'
 PACKAGE = 'fer3d_ros'
+RESPAWN_DELAY = 2.0
+
+
+def parse_bool(name: str, text: str) -> bool:
+    if text.lower() not in ('true', 'false', '1', '0'):
+        raise ValueError(f'launch argument {name}:={text!r} is not a boolean: use true or false')
+    return text.lower() in ('true', '1')
+
+
+def resolve_arguments(values: dict) -> dict:
+    """Launch argument strings -> typed values; empty optional booleans stay empty (config's value)."""
+    return {name: (parse_bool(name, text) if name in BOOLEANS and text else text) for name, text in values.items()}
+
+
+def parameter_overrides(arguments: dict, started: list) -> dict:
+    """The launch's parameters of each started node, under the key of its config section.
+
+    Same key, later file: these values replace the config's (a section keyed otherwise, or a
+    global -p, would not override the config's section in rclpy).
+    """
+    sections = {}
+    for executable, _, parameters, _ in NODES:
+        if executable in started:
+            values = {parameter: arguments[argument] for parameter, argument in parameters.items()
+                      if arguments[argument] != ''}
+            sections[f'/**/{executable}'] = {'ros__parameters': {**values, 'use_sim_time': arguments['use_sim_time']}}
+    return sections
+
+
+def started_nodes(arguments: dict) -> list:
+    return [executable for executable, _, _, started_by in NODES if started_by is None or arguments[started_by]]
 
 
 def generate_launch_description():
-    import os
-
-    from ament_index_python.packages import get_package_share_directory
     from launch import LaunchDescription
-    from launch.actions import DeclareLaunchArgument
-    from launch.conditions import IfCondition
-    from launch.substitutions import LaunchConfiguration, PythonExpression
-    from launch_ros.actions import Node, SetParameter
-    from launch_ros.parameter_descriptions import ParameterValue
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction
 
-    config_dir = os.path.join(get_package_share_directory(PACKAGE), 'config')
-    image = LaunchConfiguration('image')
-    composed = LaunchConfiguration('composed')
-    remappings = [('image', image), ('image/compressed', [image, '/compressed'])]
-
-    def is_true(name):
-        return ["'", LaunchConfiguration(name), "'.lower() == 'true'"]
-
-    def overrides(parameters):
-        return {key: ParameterValue(LaunchConfiguration(argument), value_type=kind)
-                for key, (argument, kind) in parameters.items()}
-
-    def separate_node(executable, config, parameters, started_by):
-        condition = is_true(started_by) + [' and not '] + is_true('composed') if started_by \
-            else ['not '] + is_true('composed')
-        return Node(package=PACKAGE, executable=executable, namespace=LaunchConfiguration('namespace'),
-                    parameters=[os.path.join(config_dir, config), overrides(parameters)],
-                    remappings=remappings, output='screen', emulate_tty=True,
-                    condition=IfCondition(PythonExpression(condition)))
-
-    # One process: every config file, and the overrides of all nodes (each node takes its own).
-    all_overrides = {key: value for _, _, parameters, _ in NODES for key, value in overrides(parameters).items()}
-    pipeline = Node(package=PACKAGE, executable=PIPELINE, namespace=LaunchConfiguration('namespace'),
-                    arguments=['--stress', LaunchConfiguration('start_stress'),
-                               '--overlay', LaunchConfiguration('start_overlay')],
-                    parameters=[*(os.path.join(config_dir, config) for _, config, _, _ in NODES), all_overrides],
-                    remappings=remappings, output='screen', emulate_tty=True, condition=IfCondition(composed))
     return LaunchDescription([
         *(DeclareLaunchArgument(name, default_value=default, description=description)
           for name, (default, description) in ARGUMENTS.items()),
-        SetParameter(name='use_sim_time', value=ParameterValue(LaunchConfiguration('use_sim_time'), value_type=bool)),
-        *(separate_node(*node) for node in NODES),
-        pipeline,
+        OpaqueFunction(function=launch_setup),
     ])
+
+
+def launch_setup(context):
+    import os
+    import tempfile
+
+    import yaml
+    from ament_index_python.packages import get_package_share_directory
+    from launch.actions import RegisterEventHandler
+    from launch.event_handlers import OnProcessExit
+    from launch_ros.actions import Node
+
+    arguments = resolve_arguments({name: context.launch_configurations[name] for name in ARGUMENTS})
+    started = started_nodes(arguments)
+    with tempfile.NamedTemporaryFile('w', prefix='fer3d_launch_', suffix='.yaml', delete=False) as file:
+        yaml.safe_dump(parameter_overrides(arguments, started), file)
+    user_files = [arguments['params_file']] if arguments['params_file'] else []
+    for path in user_files:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f'params_file:={path}: no such file')
+    config_dir = os.path.join(get_package_share_directory(PACKAGE), 'config')
+    image = arguments['image']
+    common = dict(package=PACKAGE, namespace=arguments['namespace'], output='screen', emulate_tty=True,
+                  remappings=[('image', image), ('image/compressed', f'{image}/compressed')],
+                  respawn=arguments['respawn'], respawn_delay=RESPAWN_DELAY)
+    if arguments['composed']:
+        # The runner loads every config file first, then these files (the same section keys).
+        nodes = [Node(executable=PIPELINE, parameters=[*user_files, file.name], **common,
+                      arguments=['--stress', str(arguments['start_stress']).lower(),
+                                 '--overlay', str(arguments['start_overlay']).lower()])]
+    else:
+        nodes = [Node(executable=executable, parameters=[os.path.join(config_dir, config), *user_files, file.name],
+                      **common) for executable, config, _, _ in NODES if executable in started]
+    if arguments['respawn']:
+        return nodes
+    return [*nodes, *(RegisterEventHandler(OnProcessExit(target_action=node, on_exit=end_launch)) for node in nodes)]
+
+
+def end_launch(event, context):
+    """A node that exits while the launch runs takes the graph down with it, loudly (exit status 1)."""
+    if context.is_shutdown:
+        return None
+    raise RuntimeError(f'{event.action.name} exited with code {event.returncode}; the graph cannot run without '
+                       'it, so the launch stops (its own log above says why; respawn:=true restarts nodes instead)')
