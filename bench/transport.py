@@ -1,0 +1,100 @@
+"""The graph as a robot runs it, for the transport benchmark and the soak: the installed runner
+and video_camera as their own processes, and a probe node that watches what comes out."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+os.environ.setdefault('ROS_LOCALHOST_ONLY', '1')
+
+import rclpy  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+
+from fer3d_ros.core.sample_data import pyfeat_media  # noqa: E402
+from fer3d_ros.msg import EmotionArray  # noqa: E402
+from fer3d_ros.nodes.common import RELIABLE_QOS  # noqa: E402
+
+EXECUTABLES = Path(sys.prefix) / 'lib' / 'fer3d_ros'
+CLIP = pyfeat_media('WolfgangLanger_Pexels.mp4')
+# face_node's frame account on /diagnostics (fer3d_ros/nodes/image_input.py)
+ACCOUNT = ('frames_received', 'frames_skipped_busy', 'frames_lost_in_transport', 'frames_before_first')
+
+
+def start(executable: str, log: Path, *ros_arguments: str) -> subprocess.Popen:
+    """An installed executable in its own process, output to `log`, stopped by SIGINT as from a terminal
+    (a shell that started this script in the background would have made it ignore SIGINT)."""
+    with open(log, 'a') as output:
+        return subprocess.Popen([str(EXECUTABLES / executable), '--ros-args', *ros_arguments], stdout=output,
+                                stderr=subprocess.STDOUT,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+def start_camera(log: Path, width: int, height: int, rate: float, frames: int) -> subprocess.Popen:
+    """video_camera: the clip as a reliable camera, `frames` frames once a subscriber is connected."""
+    return start('video_camera', log, '-p', f'video:={CLIP}', '-p', f'width:={width}', '-p', f'height:={height}',
+                 '-p', f'rate:={rate}', '-p', f'frames:={frames}', '-p', 'reliability:=reliable')
+
+
+def stop(process: subprocess.Popen, timeout: float = 30.0) -> int:
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            print(f'{process.args[0]} did not stop within {timeout:g} s of SIGINT: killed')
+    return process.returncode
+
+
+class Probe:
+    """A node in its own context: end-to-end latency of each EmotionArray (arrival minus the image's
+    stamp) and the latest diagnostics of each node."""
+
+    def __init__(self, name: str = 'fer3d_probe') -> None:
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node(name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.latencies: list[float] = []
+        self.diagnostics: dict[str, dict[str, str]] = {}
+        self.node.create_subscription(EmotionArray, 'emotions', self._on_emotions, RELIABLE_QOS)
+        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 100)
+
+    def _on_emotions(self, msg: EmotionArray) -> None:
+        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        self.latencies.append(self.node.get_clock().now().nanoseconds * 1e-9 - stamp)
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:
+            self.diagnostics[status.name] = {kv.key: kv.value for kv in status.values}
+
+    def face_account(self) -> dict[str, int]:
+        """face_node's frame account, whichever namespace it runs in."""
+        figures = next((values for name, values in self.diagnostics.items() if name.endswith('/face_node')), {})
+        return {key: int(figures[key]) for key in ACCOUNT if figures.get(key, '').isdigit()}
+
+    def spin_until(self, condition, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                return False
+            self.executor.spin_once(timeout_sec=0.05)
+        return True
+
+    def wait_for_graph(self, process: subprocess.Popen, timeout: float = 60.0) -> bool:
+        """Until face_node reports on /diagnostics and emotions can reach us (False if `process` died)."""
+        return self.spin_until(lambda: process.poll() is not None or (
+            self.face_account() and self.node.count_publishers('emotions') > 0), timeout) and process.poll() is None
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
