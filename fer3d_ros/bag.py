@@ -38,6 +38,7 @@ from rclpy.utilities import remove_ros_args
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
+from fer3d_ros.bag_salvage import SalvagedBag
 from fer3d_ros.core.drawing import annotate
 from fer3d_ros.core.emotion import EMOTIONS
 from fer3d_ros.core.image_conversion import message_to_bgr8, numpy_to_compressed, numpy_to_image
@@ -236,16 +237,21 @@ class Recorder:
 
 
 def open_reader(path: Path):
+    """rosbags' reader; for a bag it cannot open (cut short, no metadata.yaml), what its storage still holds."""
     from rosbags.highlevel import AnyReader
     if not path.exists():
         raise BagError(f'bag {path} does not exist')
     try:
         reader = AnyReader([path])
         reader.open()
+        return reader
     except Exception as error:  # noqa: BLE001 - rosbags raises several types for unreadable bags
-        raise BagError(f'cannot read bag {path}: {error} (expected a rosbag2 folder with metadata.yaml, '
-                       'sqlite3 or MCAP storage)') from error
-    return reader
+        salvaged = SalvagedBag(path)
+        if not salvaged.connections:
+            raise BagError(f'cannot read bag {path}: {error} (expected a rosbag2 folder with metadata.yaml, '
+                           'sqlite3 or MCAP storage)') from error
+        print(f'note: rosbags cannot open {path} ({error}): read its storage directly', file=sys.stderr)
+        return salvaged
 
 
 def image_connection(reader, topic: str | None):
@@ -260,7 +266,7 @@ def image_connection(reader, topic: str | None):
 def bag_labels(reader, first_ns: int) -> Labels | None:
     connections = [c for c in reader.connections if c.topic == LABELS_TOPIC and c.msgtype == 'std_msgs/msg/String']
     rows = [((timestamp - first_ns) * 1e-9, deserialize_message(raw, String).data)
-            for _, timestamp, raw in reader.messages(connections=connections)] if connections else []
+            for _, timestamp, raw in readable_messages(reader, connections, damage=[])] if connections else []
     return Labels([t for t, _ in rows], [label for _, label in rows], by_frame=False) if rows else None
 
 
@@ -326,8 +332,9 @@ def evaluate(bag: Path, output: Path, *, topic: str | None = None, labels: Label
         if not replay.wait_for(lambda: replay.publisher.get_subscription_count() > 0, 10.0):
             raise BagError('face_node did not subscribe within 10 s (is ROS discovery blocked?)')
         fps = bag_rate(reader, connection)
-        start, overhead, first_ns, index, next_print = time.perf_counter(), 0.0, None, 0, 0.0
-        for _, timestamp, rawdata in readable_messages(reader, connection):
+        start, overhead, first_ns, index, next_print, seconds_in = time.perf_counter(), 0.0, None, 0, 0.0, 0.0
+        damage: list[str] = []
+        for _, timestamp, rawdata in readable_messages(reader, [connection], damage):
             if max_frames is not None and index >= max_frames:
                 break
             begin = time.perf_counter()
@@ -360,10 +367,11 @@ def evaluate(bag: Path, output: Path, *, topic: str | None = None, labels: Label
             video_writer.release()
         replay.close()
     if not frames:
-        raise BagError(f'{bag}: no image on {connection.topic}')
+        raise BagError(f'{bag}: no image on {connection.topic}' + (f' before it breaks: {damage[0]}' if damage else ''))
     records = list(frames.values())
     summary = summarize(records, recorder.stress, seconds, overhead)
-    summary.update(bag=str(bag), output=str(output), image_topic=connection.topic)
+    summary.update(bag=str(bag), output=str(output), image_topic=connection.topic,
+                   cut_short={'frames': index, 'time_s': seconds_in, 'reason': damage[0]} if damage else None)
     if plot is not None:
         summary['plot'] = str(plot_or_skip(records, recorder.stress, plot))
     if video is not None:
@@ -371,16 +379,13 @@ def evaluate(bag: Path, output: Path, *, topic: str | None = None, labels: Label
     return summary
 
 
-def readable_messages(reader, connection) -> Iterator[tuple]:
-    """The topic's messages until the bag ends or breaks: a truncated/corrupt bag is evaluated up to
-    where it breaks, with one warning (errors of the replay itself are not caught here)."""
-    count = 0
+def readable_messages(reader, connections, damage: list[str]) -> Iterator[tuple]:
+    """The connections' messages until the bag ends or breaks; why it broke is appended to `damage`
+    (a bag cut short is evaluated up to the break; errors of the replay itself are not caught here)."""
     try:
-        for message in reader.messages(connections=[connection]):
-            yield message
-            count += 1
+        yield from reader.messages(connections=connections)
     except Exception as error:  # noqa: BLE001 - rosbags raises several types for damaged storage
-        print(f'warning: the bag ends early after {count} frames: {type(error).__name__}: {error}', file=sys.stderr)
+        damage.append(f'{type(error).__name__}: {error}')
 
 
 def bag_rate(reader, connection) -> float:
@@ -502,6 +507,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     report.write_text(json.dumps(summary, indent=1))
     print(f'outputs: {output} (bag, report.json, {Path(summary["plot"]).name if "plot" in summary else "no plot"})'
           + (f'; annotated video: {summary["video"]}' if 'video' in summary else ''))
+    if (cut := summary['cut_short']) is not None:
+        print(f"fer3d-bag eval: the bag is cut short after frame {cut['frames']} (t={cut['time_s']:.2f} s): "
+              f"{cut['reason']}; the report covers those frames (exit status 3). The storage is damaged past "
+              "that point: `mcap recover` or sqlite3's `.recover` can rewrite its readable part as an intact file.",
+              file=sys.stderr)
+        return 3
     return 0
 
 

@@ -82,14 +82,49 @@ def test_image_folder_to_compressed_mcap_and_back(tmp_path):
     assert report['answered'] == 8 and report['faces_per_frame']['mean'] == 1.0 and report['emotion'] is None
 
 
-def test_truncated_bag_reports_what_it_read(clip_bag, tmp_path, capsys):
+@pytest.fixture(scope='module')
+def mcap_bag(tmp_path_factory):
+    """The same 40 frames and labels in an MCAP bag."""
+    folder = tmp_path_factory.mktemp('mcap')
+    labels = folder / 'labels.csv'
+    labels.write_text('frame,label\n0,neutral\n20,happy\n30,\n')
+    assert main(['fer3d-bag', 'record', str(CLIP), str(folder / 'clip'), '--labels', str(labels),
+                 '--max-frames', str(FRAMES), '--start-time', '1000']) == 0
+    return folder / 'clip'
+
+
+def cut_in_half(bag, tmp_path):
+    """A copy of `bag` whose storage file ends halfway, as after a crash or a full disk."""
     broken = tmp_path / 'broken'
-    shutil.copytree(clip_bag, broken)
-    (database,) = broken.glob('*.db3')
-    database.write_bytes(database.read_bytes()[:database.stat().st_size // 3])
-    code = main(['fer3d-bag', 'eval', str(broken), '--ros-args', '-p', 'expression_node:backend:=onnxruntime'])
-    error = capsys.readouterr().err
-    assert code in (0, 2) and ('cannot read bag' in error or 'ends early' in error)
+    shutil.copytree(bag, broken)
+    (storage,) = [f for f in broken.iterdir() if f.suffix in ('.mcap', '.db3')]
+    storage.write_bytes(storage.read_bytes()[:storage.stat().st_size // 2])
+    return broken
+
+
+@pytest.mark.parametrize('bag_fixture', ['clip_bag', 'mcap_bag'])
+def test_a_bag_cut_short_is_evaluated_up_to_the_break(bag_fixture, request, tmp_path, capsys):
+    broken = cut_in_half(request.getfixturevalue(bag_fixture), tmp_path)
+    code = main(['fer3d-bag', 'eval', str(broken), '--no-stress', '--ros-args', '-p',
+                 'expression_node:backend:=onnxruntime'])
+    printed = capsys.readouterr()
+    report = json.loads((tmp_path / 'broken_fer3d' / 'report.json').read_text())
+    assert code == 3  # evaluated partially
+    assert FRAMES // 2 - 5 <= report['frames'] == report['answered'] < FRAMES  # a chunk or a page may be lost
+    assert report['cut_short']['frames'] == report['frames'] and report['cut_short']['time_s'] > 0
+    assert report['emotion']['frames'] == report['frames']  # the labels before the break were read too
+    assert f"cut short after frame {report['frames']}" in printed.err and 'Traceback' not in printed.err
+    assert topic_counts(tmp_path / 'broken_fer3d')['/emotions'] == report['frames']
+
+
+def test_a_bag_without_metadata_yaml_is_read_from_its_storage(mcap_bag, tmp_path, capsys):
+    bag = tmp_path / 'unindexed'
+    shutil.copytree(mcap_bag, bag)
+    (bag / 'metadata.yaml').unlink()  # as a recorder killed before closing the bag leaves it
+    assert main(['fer3d-bag', 'eval', str(bag), '--no-stress', '--max-frames', '5', '--ros-args', '-p',
+                 'expression_node:backend:=onnxruntime']) == 0
+    assert json.loads((tmp_path / 'unindexed_fer3d' / 'report.json').read_text())['answered'] == 5
+    assert 'read its storage directly' in capsys.readouterr().err
 
 
 @pytest.mark.parametrize('arguments, message', [
