@@ -20,7 +20,6 @@ import itertools
 import json
 import os
 import shutil
-import struct
 import sys
 import time
 from bisect import bisect_right
@@ -41,7 +40,7 @@ from std_msgs.msg import String
 from fer3d_ros.bag_salvage import SalvagedBag
 from fer3d_ros.core.drawing import annotate
 from fer3d_ros.core.emotion import EMOTIONS
-from fer3d_ros.core.image_conversion import message_to_bgr8, numpy_to_compressed, numpy_to_image
+from fer3d_ros.core.image_conversion import ImageConversionError, message_to_bgr8, numpy_to_compressed, numpy_to_image
 from fer3d_ros.core.models import share_dirs
 from fer3d_ros.core.run_report import FaceResult, FrameRecord, StressRecord, format_report, plot_timeline, summarize
 from fer3d_ros.msg import EmotionArray, ExpressionArray, FaceArray, StressArray
@@ -185,16 +184,6 @@ def record(source: Path, output: Path, *, topic: str = '/camera/image_raw', fram
 
 # ---------------------------------------------------------------- eval
 
-def cdr_stamp_ns(rawdata: bytes) -> int:
-    """Header stamp of a serialised stamped message, read in place (its first field).
-
-    Saves deserialising a whole image per frame: CDR puts the header's sec/nanosec right after the
-    4-byte encapsulation header."""
-    little_endian = rawdata[1] == 1
-    sec, nanosec = struct.unpack_from('<iI' if little_endian else '>iI', rawdata, 4)
-    return sec * 10**9 + nanosec
-
-
 class Recorder:
     """Subscribes to every output of the pipeline; notes arrival times and writes each to the output bag."""
 
@@ -334,30 +323,34 @@ def evaluate(bag: Path, output: Path, *, topic: str | None = None, labels: Label
         fps = bag_rate(reader, connection)
         start, overhead, first_ns, index, next_print, seconds_in = time.perf_counter(), 0.0, None, 0, 0.0, 0.0
         damage: list[str] = []
+        undecodable: list[str] = []  # why each frame could not be sent
         for _, timestamp, rawdata in readable_messages(reader, [connection], damage):
             if max_frames is not None and index >= max_frames:
                 break
             begin = time.perf_counter()
-            key = cdr_stamp_ns(rawdata)
             first_ns = timestamp if first_ns is None else first_ns
+            seconds_in = (timestamp - first_ns) * 1e-9
             if labels is None and index == 0:
                 labels = bag_labels(reader, first_ns)
+            index += 1
+            try:
+                msg, image = decode_frame(rawdata, connection.msgtype)
+            except ImageConversionError as error:  # face_node would drop it: no answer to wait for
+                undecodable.append(f'frame {index - 1} (t={seconds_in:.2f} s): {error}')
+                continue
+            key = stamp_key(msg.header)
             frame = frames[key] = FrameRecord(time=key * 1e-9, sent=time.time_ns() * 1e-9,
-                                              label=(labels.at(index, (timestamp - first_ns) * 1e-9) or None)
-                                              if labels else None)
+                                              label=(labels.at(index - 1, seconds_in) or None) if labels else None)
             replay.publisher.publish(rawdata)
             overhead += time.perf_counter() - begin
             replay.wait_for(lambda: 'emotions' in frame.published, timeout)  # noqa: B023 - this frame's
             if video is not None:
-                video_writer = write_video_frame(video_writer, video, fps, rawdata, connection.msgtype,
-                                                 recorder, key)
-            seconds_in = (timestamp - first_ns) * 1e-9
+                video_writer = write_video_frame(video_writer, video, fps, image, recorder, key)
             if print_every and seconds_in >= next_print:
                 print(f'  t={seconds_in:5.1f} s  {describe_frame(recorder, key)}', flush=True)
                 next_print += print_every
             for messages in recorder.latest.values():  # this frame is done: keep memory bounded
                 messages.pop(key, None)
-            index += 1
         seconds = time.perf_counter() - start
         replay.wait_for(lambda: False, 0.3)  # the last frames' stress estimates
     finally:
@@ -366,10 +359,13 @@ def evaluate(bag: Path, output: Path, *, topic: str | None = None, labels: Label
         if video_writer is not None:
             video_writer.release()
         replay.close()
+    if undecodable and not frames:
+        raise BagError(f'{bag}: none of the {len(undecodable)} images on {connection.topic} can be decoded; '
+                       f'first: {undecodable[0]}')
     if not frames:
         raise BagError(f'{bag}: no image on {connection.topic}' + (f' before it breaks: {damage[0]}' if damage else ''))
     records = list(frames.values())
-    summary = summarize(records, recorder.stress, seconds, overhead)
+    summary = summarize(records, recorder.stress, seconds, overhead, undecodable)
     summary.update(bag=str(bag), output=str(output), image_topic=connection.topic,
                    cut_short={'frames': index, 'time_s': seconds_in, 'reason': damage[0]} if damage else None)
     if plot is not None:
@@ -409,10 +405,18 @@ def describe_frame(recorder: Recorder, key: int, count: int = 3) -> str:
     return '; '.join(parts) or 'no face'
 
 
-def write_video_frame(video_writer, path: Path, fps: float, rawdata: bytes, msgtype: str, recorder: Recorder,
-                      key: int):
+def decode_frame(rawdata: bytes, msgtype: str):
+    """The image message and its pixels as face_node converts them; ImageConversionError where it cannot."""
+    try:
+        msg = deserialize_message(rawdata, IMAGE_TYPES[msgtype])
+    except RuntimeError as error:  # rclpy's RMWError: truncated or malformed CDR
+        raise ImageConversionError(f'cannot deserialise the {msgtype}: {error}') from error
+    return msg, message_to_bgr8(msg)
+
+
+def write_video_frame(video_writer, path: Path, fps: float, image: np.ndarray, recorder: Recorder, key: int):
     """Annotate one frame with its own faces and emotions and the latest stress; append it to the MP4."""
-    image = np.array(message_to_bgr8(deserialize_message(rawdata, IMAGE_TYPES[msgtype])))
+    image = image.copy()  # may be a view of the message's buffer
     faces = recorder.latest['faces'].get(key)
     if faces is not None:
         emotions = recorder.latest['emotions'].get(key)

@@ -10,7 +10,7 @@ from rclpy.serialization import deserialize_message, serialize_message
 from rosbags.highlevel import AnyReader
 from sensor_msgs.msg import Image
 
-from fer3d_ros.bag import Labels, cdr_stamp_ns, main, read_labels
+from fer3d_ros.bag import Labels, fer3d_typestore, main, open_writer, read_labels
 from fer3d_ros.core.image_conversion import numpy_to_image
 from fer3d_ros.core.sample_data import pyfeat_media
 from fer3d_ros.core.video import read_frames
@@ -39,10 +39,11 @@ def test_record_writes_images_and_label_changes(clip_bag):
     assert topic_counts(clip_bag) == {'/camera/image_raw': FRAMES, '/labels': 3}
     with AnyReader([clip_bag]) as reader:
         (images,) = [c for c in reader.connections if c.topic == '/camera/image_raw']
-        stamps = [cdr_stamp_ns(raw) for _, _, raw in reader.messages(connections=[images])]
+        headers = [deserialize_message(raw, Image).header for _, _, raw in reader.messages(connections=[images])]
         _, timestamp, raw = next(reader.messages(connections=[images]))
     first = deserialize_message(raw, Image)
     assert (first.width, first.height, first.encoding, first.header.frame_id) == (640, 360, 'bgr8', 'camera')
+    stamps = [header.stamp.sec * 10**9 + header.stamp.nanosec for header in headers]
     assert stamps[0] == timestamp == 1000 * 10**9 and np.all(np.diff(stamps) > 0)
     assert np.array_equal(np.frombuffer(bytes(first.data), np.uint8).reshape(360, 640, 3), next(read_frames(CLIP)))
 
@@ -127,6 +128,32 @@ def test_a_bag_without_metadata_yaml_is_read_from_its_storage(mcap_bag, tmp_path
     assert 'read its storage directly' in capsys.readouterr().err
 
 
+def write_images(path, serialized_images) -> None:
+    """A bag of these serialised sensor_msgs/Image, 10 per second, written with fer3d-bag's own writer."""
+    with open_writer(path, 'mcap') as writer:
+        connection = writer.add_connection('/camera/image_raw', 'sensor_msgs/msg/Image', typestore=fer3d_typestore())
+        for index, rawdata in enumerate(serialized_images):
+            writer.write(connection, 1000 * 10**9 + index * 10**8, rawdata)
+
+
+def test_undecodable_frames_are_counted_and_not_sent(tmp_path, capsys):
+    images = [numpy_to_image(frame, 'bgr8') for frame in read_frames(CLIP, max_frames=6)]
+    for index, image in enumerate(images):
+        image.header.stamp.sec, image.header.stamp.nanosec = 1000, index * 10**8
+    images[1].encoding = 'yuv422'  # no node converts it
+    images[3].data = images[3].data[:1000]  # pixels cut short
+    serialized = [serialize_message(image) for image in images]
+    serialized[5] = serialized[5][:200]  # the message itself cut short
+    write_images(tmp_path / 'bad', serialized)
+    assert main(['fer3d-bag', 'eval', str(tmp_path / 'bad'), '--no-stress', '--ros-args', '-p',
+                 'expression_node:backend:=onnxruntime']) == 0
+    report = json.loads((tmp_path / 'bad_fer3d' / 'report.json').read_text())
+    assert report['undecodable_frames'] == 3 and report['frames'] == report['answered'] == 3
+    assert report['first_undecodable'].startswith("frame 1 (t=0.10 s): unsupported image encoding 'yuv422'")
+    assert report['seconds'] < 10  # no frame waited out the 10 s timeout for an answer that cannot come
+    assert '3 undecodable (not sent; first: frame 1' in capsys.readouterr().out
+
+
 @pytest.mark.parametrize('arguments, message', [
     (['record', '/nonexistent/clip.mp4', 'OUT'], 'does not exist'),
     (['record', 'EMPTY_DIR', 'OUT'], 'holds no image'),
@@ -164,9 +191,3 @@ def test_labels_hold_until_the_next_row():
     labels = Labels([0.0, 2.5, 4.0], ['neutral', 'happy', ''], by_frame=False)
     assert [labels.at(0, t) for t in (0.0, 2.4, 2.5, 3.9, 4.0, 9.0)] == ['neutral', 'neutral', 'happy', 'happy', '', '']
     assert Labels([5], ['sad'], by_frame=True).at(4, 99.0) == ''
-
-
-def test_stamp_read_in_place_matches_the_deserialised_header():
-    msg = numpy_to_image(np.zeros((4, 6, 3), np.uint8), 'bgr8')
-    msg.header.stamp.sec, msg.header.stamp.nanosec = 1_700_000_123, 456_789
-    assert cdr_stamp_ns(serialize_message(msg)) == 1_700_000_123 * 10**9 + 456_789
