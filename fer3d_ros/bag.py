@@ -20,10 +20,12 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 from bisect import bisect_right
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -56,6 +58,80 @@ IMAGE_SUFFIXES = {'.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp'}
 
 class BagError(RuntimeError):
     """A bag, video, folder or labels file that cannot be used; the message says why and what to do."""
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM, raised between frames so that every output is closed properly (a
+    BaseException, like KeyboardInterrupt, so that no `except Exception` swallows it)."""
+
+    def __init__(self, signum: int, frame: int, total: int | None) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum, self.frame, self.total = signum, frame, total
+        self.outputs: Path | None = None  # what the run had written, kept for a look
+
+
+class StopSignals:
+    """While entered, SIGINT and SIGTERM only note the signal; the loops report their progress
+    between frames and stop there (a signal handler that raised could cut a bag write in half)."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.frame, self.total = 0, None
+        self.previous: dict[int, object] = {}
+
+    def __enter__(self) -> StopSignals:
+        self.received, self.frame, self.total = None, 0, None
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self.previous[signum] = signal.signal(signum, self.note)
+        return self
+
+    def __exit__(self, *_) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def note(self, signum: int, _frame) -> None:
+        self.received = signum
+
+    def progress(self, frame: int, total: int | None) -> None:
+        """The loop is at `frame` (frames done) of `total`; stops here if a signal arrived."""
+        self.frame, self.total = frame, total
+        self.check()
+
+    def check(self) -> None:
+        if self.received is not None:
+            raise Interrupted(self.received, self.frame, self.total)
+
+
+STOP = StopSignals()
+
+
+@contextmanager
+def staged_output(output: Path, overwrite: bool) -> Iterator[Path]:
+    """Where a run writes `output`: <output>.incomplete/<name>, moved to `output` when the run completes.
+
+    A failed run leaves nothing; an interrupted one leaves what it wrote (closed properly) there, and
+    the next run replaces it. A complete earlier result is replaced only when `overwrite` is given."""
+    if output.exists() and not overwrite:
+        raise BagError(f'{output} exists: remove it, choose another output or add --overwrite')
+    if output.exists() and not (output / 'metadata.yaml').is_file():
+        raise BagError(f'{output} exists and is not a bag: not overwriting it')
+    staging = output.with_name(output.name + '.incomplete')
+    shutil.rmtree(staging, ignore_errors=True)  # left by an interrupted run
+    staging.mkdir(parents=True)
+    try:
+        yield staging / output.name
+    except Interrupted as stop:
+        stop.outputs = staging / output.name if (staging / output.name).exists() else None
+        if stop.outputs is None:
+            staging.rmdir()
+        raise
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if output.exists():
+        shutil.rmtree(output)
+    (staging / output.name).rename(output)
+    staging.rmdir()
 
 
 # ---------------------------------------------------------------- labels
@@ -100,8 +176,9 @@ def read_labels(path: Path) -> Labels:
 
 # ---------------------------------------------------------------- record
 
-def source_frames(source: Path) -> tuple[Iterator[np.ndarray], float | None]:
-    """Frames of a video file or of the images of a folder (sorted by name), and the video's rate."""
+def source_frames(source: Path) -> tuple[Iterator[np.ndarray], float | None, int | None]:
+    """Frames of a video file or of the images of a folder (sorted by name), the video's rate and
+    the number of frames (as the video's header says; None when it does not)."""
     if source.is_dir():
         files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
@@ -113,14 +190,16 @@ def source_frames(source: Path) -> tuple[Iterator[np.ndarray], float | None]:
                 if image is None:
                     raise BagError(f'cannot read image {file} (corrupt or not an image)')
                 yield image
-        return images(), None
+        return images(), None, len(files)
     if not source.exists():
         raise BagError(f'{source} does not exist: give a video file or a folder of images')
     capture = cv2.VideoCapture(str(source))
-    fps = capture.get(cv2.CAP_PROP_FPS) if capture.isOpened() else 0.0
+    fps, count = (capture.get(cv2.CAP_PROP_FPS), capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() \
+        else (0.0, 0.0)
     capture.release()
     from fer3d_ros.core.video import read_frames
-    return read_frames(source), fps if fps and np.isfinite(fps) and fps > 0 else None
+    return (read_frames(source), fps if fps and np.isfinite(fps) and fps > 0 else None,
+            int(count) if count and np.isfinite(count) and count > 0 else None)
 
 
 def open_writer(path: Path, storage: str):
@@ -150,7 +229,8 @@ def record(source: Path, output: Path, *, topic: str = '/camera/image_raw', fram
            compressed: bool = False, max_frames: int | None = None, start_time: float | None = None) -> int:
     """Write the frames of `source` to a new bag as sensor_msgs/Image (or CompressedImage jpeg);
     with labels, also std_msgs/String on /labels whenever the label changes. Returns frames written."""
-    frames, video_fps = source_frames(source)
+    frames, video_fps, total = source_frames(source)
+    total = min(total, max_frames) if total and max_frames else total or max_frames
     try:
         frames = itertools.chain([next(frames)], frames)  # an unreadable source fails before the bag exists
     except (OSError, StopIteration) as error:
@@ -160,25 +240,32 @@ def record(source: Path, output: Path, *, topic: str = '/camera/image_raw', fram
     message_type = 'sensor_msgs/msg/CompressedImage' if compressed else 'sensor_msgs/msg/Image'
     typestore = fer3d_typestore()
     count, label = 0, None
+    writer = open_writer(output, storage)
+    writer.open()
     try:
-        with open_writer(output, storage) as writer:
-            images = writer.add_connection(topic + ('/compressed' if compressed else ''), message_type,
-                                           typestore=typestore)
-            label_connection = writer.add_connection(LABELS_TOPIC, 'std_msgs/msg/String', typestore=typestore) \
-                if labels else None
-            for index, frame in enumerate(itertools.islice(frames, max_frames)):
-                stamp_ns = start_ns + round(index * 1e9 / fps)
-                msg = numpy_to_compressed(frame, 'bgr8', 'jpeg') if compressed else numpy_to_image(frame, 'bgr8')
-                msg.header.frame_id = frame_id
-                msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 10**9)
-                writer.write(images, stamp_ns, serialize_message(msg))
-                if labels is not None and (current := labels.at(index, index / fps)) != label:
-                    writer.write(label_connection, stamp_ns, serialize_message(String(data=current)))
-                    label = current
-                count += 1
-    except BaseException:
+        images = writer.add_connection(topic + ('/compressed' if compressed else ''), message_type,
+                                       typestore=typestore)
+        label_connection = writer.add_connection(LABELS_TOPIC, 'std_msgs/msg/String', typestore=typestore) \
+            if labels else None
+        for index, frame in enumerate(itertools.islice(frames, max_frames)):
+            STOP.progress(index, total)
+            stamp_ns = start_ns + round(index * 1e9 / fps)
+            msg = numpy_to_compressed(frame, 'bgr8', 'jpeg') if compressed else numpy_to_image(frame, 'bgr8')
+            msg.header.frame_id = frame_id
+            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 10**9)
+            writer.write(images, stamp_ns, serialize_message(msg))
+            if labels is not None and (current := labels.at(index, index / fps)) != label:
+                writer.write(label_connection, stamp_ns, serialize_message(String(data=current)))
+                label = current
+            count += 1
+    except Exception:
+        writer.abort()
         shutil.rmtree(output, ignore_errors=True)  # no half-written bag left behind
         raise
+    except Interrupted:
+        writer.close()  # the frames written so far stay a readable bag
+        raise
+    writer.close()
     return count
 
 
@@ -285,6 +372,7 @@ class Replay:
     def wait_for(self, condition, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while not condition():
+            STOP.check()
             if time.monotonic() > deadline:
                 return False
             self.executor.spin_once(timeout_sec=0.01)
@@ -327,6 +415,7 @@ def evaluate(bag: Path, output: Path, *, topic: str | None = None, labels: Label
         for _, timestamp, rawdata in readable_messages(reader, [connection], damage):
             if max_frames is not None and index >= max_frames:
                 break
+            STOP.progress(index, min(connection.msgcount, max_frames or connection.msgcount))
             begin = time.perf_counter()
             first_ns = timestamp if first_ns is None else first_ns
             seconds_in = (timestamp - first_ns) * 1e-9
@@ -475,6 +564,7 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--labels', type=Path, help='CSV with time,label or frame,label (see above)')
     parser.add_argument('--storage', choices=('mcap', 'sqlite3'), default='mcap',
                         help='bag storage plugin (default %(default)s)')
+    parser.add_argument('--overwrite', action='store_true', help='replace the output bag of an earlier complete run')
 
 
 def positive(value: float | None, name: str) -> None:
@@ -488,27 +578,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     ros_arguments = argv[1 + len(user_arguments):] if '--ros-args' in argv else []
     options = parse_arguments(user_arguments)
     try:
-        positive(options.max_frames, '--max-frames')
-        labels = read_labels(options.labels) if options.labels else None
-        if options.command == 'record':
-            positive(options.fps, '--fps')
-            count = record(options.source, options.output, topic=options.topic, frame_id=options.frame_id,
-                           fps=options.fps, labels=labels, storage=options.storage, compressed=options.compressed,
-                           max_frames=options.max_frames, start_time=options.start_time)
-            print(f'wrote {count} frames to {options.output}')
-            return 0
-        positive(options.timeout, '--timeout')
-        output = options.output or options.bag.with_name(options.bag.name + '_fer3d')
-        summary = evaluate(options.bag, output, topic=options.topic, labels=labels, video=options.video,
-                           plot=options.plot or output / 'timeline.png', storage=options.storage,
-                           stress=not options.no_stress, max_frames=options.max_frames, timeout=options.timeout,
-                           print_every=options.print_every, ros_arguments=ros_arguments)
+        with STOP:
+            positive(options.max_frames, '--max-frames')
+            labels = read_labels(options.labels) if options.labels else None
+            if options.command == 'record':
+                return run_record(options, labels)
+            return run_eval(options, labels, ros_arguments)
     except BagError as error:
         print(f'fer3d-bag {options.command}: {error}', file=sys.stderr)
         return 2
+    except Interrupted as stop:
+        kept = f'what it wrote (closed properly) is in {stop.outputs}, replaced by the next run' if stop.outputs \
+            else 'nothing was written'
+        print(f'fer3d-bag {options.command}: interrupted by {stop} at frame {stop.frame} of {stop.total or "?"}; '
+              f'{kept}', file=sys.stderr)
+        return 128 + stop.signum
+
+
+def run_record(options: argparse.Namespace, labels: Labels | None) -> int:
+    positive(options.fps, '--fps')
+    print(f'recording {options.source} into {options.output}', flush=True)
+    with staged_output(options.output, options.overwrite) as bag:
+        count = record(options.source, bag, topic=options.topic, frame_id=options.frame_id, fps=options.fps,
+                       labels=labels, storage=options.storage, compressed=options.compressed,
+                       max_frames=options.max_frames, start_time=options.start_time)
+    print(f'wrote {count} frames to {options.output}')
+    return 0
+
+
+def run_eval(options: argparse.Namespace, labels: Labels | None, ros_arguments: Sequence[str]) -> int:
+    positive(options.timeout, '--timeout')
+    output = options.output or options.bag.with_name(options.bag.name + '_fer3d')
+    with staged_output(output, options.overwrite) as staging:
+        summary = evaluate(options.bag, staging, topic=options.topic, labels=labels, video=options.video,
+                           plot=options.plot or staging / 'timeline.png', storage=options.storage,
+                           stress=not options.no_stress, max_frames=options.max_frames, timeout=options.timeout,
+                           print_every=options.print_every, ros_arguments=ros_arguments)
+        summary['output'] = str(output)
+        if options.plot is None and Path(summary['plot']).parent == staging:
+            summary['plot'] = str(output / 'timeline.png')
+        (staging / 'report.json').write_text(json.dumps(summary, indent=1))
     print(format_report(summary))
-    report = output / 'report.json'
-    report.write_text(json.dumps(summary, indent=1))
     print(f'outputs: {output} (bag, report.json, {Path(summary["plot"]).name if "plot" in summary else "no plot"})'
           + (f'; annotated video: {summary["video"]}' if 'video' in summary else ''))
     if (cut := summary['cut_short']) is not None:

@@ -1,7 +1,12 @@
 """fer3d-bag: recording real frames into rosbag2 (sqlite3 and MCAP), replaying them through the
 pipeline, the report, and bad bags/labels/sources."""
 import json
+import re
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import cv2
 import numpy as np
@@ -152,6 +157,71 @@ def test_undecodable_frames_are_counted_and_not_sent(tmp_path, capsys):
     assert report['first_undecodable'].startswith("frame 1 (t=0.10 s): unsupported image encoding 'yuv422'")
     assert report['seconds'] < 10  # no frame waited out the 10 s timeout for an answer that cannot come
     assert '3 undecodable (not sent; first: frame 1' in capsys.readouterr().out
+
+
+FAST = ['--no-stress', '--ros-args', '-p', 'expression_node:backend:=onnxruntime']
+
+
+def test_a_failed_run_leaves_nothing_that_blocks_the_rerun(clip_bag, tmp_path, capsys):
+    write_images(tmp_path / 'empty', [])  # an image topic without images: eval fails after opening its outputs
+    output = tmp_path / 'out'
+    assert main(['fer3d-bag', 'eval', str(tmp_path / 'empty'), '--output', str(output), *FAST]) == 2
+    assert 'no image on /camera/image_raw' in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == [tmp_path / 'empty']
+    assert main(['fer3d-bag', 'eval', str(clip_bag), '--output', str(output), '--max-frames', '2', *FAST]) == 0
+
+
+def test_a_complete_result_is_replaced_only_with_overwrite(clip_bag, tmp_path, capsys):
+    output = tmp_path / 'out'
+    assert main(['fer3d-bag', 'eval', str(clip_bag), '--output', str(output), '--max-frames', '2', *FAST]) == 0
+    assert main(['fer3d-bag', 'eval', str(clip_bag), '--output', str(output), '--max-frames', '3', *FAST]) == 2
+    assert 'exists: remove it, choose another output or add --overwrite' in capsys.readouterr().err
+    assert json.loads((output / 'report.json').read_text())['frames'] == 2
+    assert main(['fer3d-bag', 'eval', str(clip_bag), '--output', str(output), '--max-frames', '3', '--overwrite',
+                 *FAST]) == 0
+    assert json.loads((output / 'report.json').read_text())['frames'] == 3
+    assert topic_counts(output)['/emotions'] == 3 and sorted(p.name for p in tmp_path.iterdir()) == ['out']
+
+
+def interrupt_after_first_line(arguments: list[str], signum: int, cwd, delay: float = 0.0) -> tuple[int, str, int]:
+    """Run fer3d-bag as a user does; send `signum` `delay` s after its first line on stdout.
+
+    Returns the exit status, everything printed and the frame the tool says it was interrupted at."""
+    process = subprocess.Popen([sys.executable, '-m', 'fer3d_ros.bag', *arguments], cwd=cwd, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        first = process.stdout.readline()
+        time.sleep(delay)
+        process.send_signal(signum)
+        out, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    frame = re.search(r'interrupted by SIG[A-Z]+ at frame (\d+) of ', err)
+    return process.returncode, first + out + err, int(frame[1]) if frame else -1
+
+
+@pytest.mark.parametrize('signum, status', [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_eval_stops_cleanly_on_a_signal_and_the_rerun_replaces_its_outputs(clip_bag, tmp_path, signum, status):
+    output = tmp_path / 'out'
+    code, printed, frame = interrupt_after_first_line(['eval', str(clip_bag), '--output', str(output),
+                                                       '--print-every', '0.01', *FAST], signum, cwd=tmp_path)
+    assert code == status and 'Traceback' not in printed
+    assert f'fer3d-bag eval: interrupted by {signal.Signals(signum).name} at frame {frame} of {FRAMES};' in printed
+    assert 1 <= frame < FRAMES and not output.exists()
+    assert topic_counts(tmp_path / 'out.incomplete' / 'out')['/emotions'] == frame  # closed properly: readable
+    assert main(['fer3d-bag', 'eval', str(clip_bag), '--output', str(output), '--max-frames', '2', *FAST]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['out']
+
+
+def test_record_stops_cleanly_on_ctrl_c_and_the_rerun_replaces_its_bag(tmp_path):
+    output = tmp_path / 'clip'
+    code, printed, frame = interrupt_after_first_line(['record', str(CLIP), str(output), '--compressed'],
+                                                      signal.SIGINT, cwd=tmp_path, delay=0.3)
+    assert code == 130 and 'Traceback' not in printed and 0 <= frame < 472
+    assert f'fer3d-bag record: interrupted by SIGINT at frame {frame} of 472;' in printed
+    assert topic_counts(tmp_path / 'clip.incomplete' / 'clip')['/camera/image_raw/compressed'] == frame
+    assert main(['fer3d-bag', 'record', str(CLIP), str(output), '--max-frames', '3']) == 0
+    assert topic_counts(output) == {'/camera/image_raw': 3} and sorted(p.name for p in tmp_path.iterdir()) == ['clip']
 
 
 @pytest.mark.parametrize('arguments, message', [
