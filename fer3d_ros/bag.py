@@ -27,6 +27,7 @@ from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -224,11 +225,16 @@ def fer3d_typestore():
     return typestore
 
 
+class Recorded(NamedTuple):
+    frames: int  # written
+    announced: int | None  # what the video's header or the folder announces, up to max_frames
+
+
 def record(source: Path, output: Path, *, topic: str = '/camera/image_raw', frame_id: str = 'camera',
            fps: float | None = None, labels: Labels | None = None, storage: str = 'mcap',
-           compressed: bool = False, max_frames: int | None = None, start_time: float | None = None) -> int:
+           compressed: bool = False, max_frames: int | None = None, start_time: float | None = None) -> Recorded:
     """Write the frames of `source` to a new bag as sensor_msgs/Image (or CompressedImage jpeg);
-    with labels, also std_msgs/String on /labels whenever the label changes. Returns frames written."""
+    with labels, also std_msgs/String on /labels whenever the label changes."""
     frames, video_fps, total = source_frames(source)
     total = min(total, max_frames) if total and max_frames else total or max_frames
     try:
@@ -266,7 +272,7 @@ def record(source: Path, output: Path, *, topic: str = '/camera/image_raw', fram
         writer.close()  # the frames written so far stay a readable bag
         raise
     writer.close()
-    return count
+    return Recorded(count, total)
 
 
 # ---------------------------------------------------------------- eval
@@ -599,10 +605,14 @@ def run_record(options: argparse.Namespace, labels: Labels | None) -> int:
     positive(options.fps, '--fps')
     print(f'recording {options.source} into {options.output}', flush=True)
     with staged_output(options.output, options.overwrite) as bag:
-        count = record(options.source, bag, topic=options.topic, frame_id=options.frame_id, fps=options.fps,
-                       labels=labels, storage=options.storage, compressed=options.compressed,
-                       max_frames=options.max_frames, start_time=options.start_time)
-    print(f'wrote {count} frames to {options.output}')
+        recorded = record(options.source, bag, topic=options.topic, frame_id=options.frame_id, fps=options.fps,
+                          labels=labels, storage=options.storage, compressed=options.compressed,
+                          max_frames=options.max_frames, start_time=options.start_time)
+    print(f'wrote {recorded.frames} frames to {options.output}')
+    if recorded.announced and recorded.frames < recorded.announced - 1:  # a header's estimate may be one off
+        print(f'fer3d-bag record: {options.source} ends after {recorded.frames} of the {recorded.announced} frames '
+              'its header announces (cut short or damaged); the bag holds those (exit status 3)', file=sys.stderr)
+        return 3
     return 0
 
 

@@ -224,9 +224,19 @@ def test_record_stops_cleanly_on_ctrl_c_and_the_rerun_replaces_its_bag(tmp_path)
     assert topic_counts(output) == {'/camera/image_raw': 3} and sorted(p.name for p in tmp_path.iterdir()) == ['clip']
 
 
+def test_record_of_a_video_cut_short_records_what_it_can_and_says_so(tmp_path, capsys):
+    video = tmp_path / 'cut.mp4'
+    video.write_bytes(CLIP.read_bytes()[:CLIP.stat().st_size // 2])  # its header still announces 472 frames
+    assert main(['fer3d-bag', 'record', str(video), str(tmp_path / 'bag'), '--compressed']) == 3
+    frames = topic_counts(tmp_path / 'bag')['/camera/image_raw/compressed']
+    assert 100 < frames < 472
+    assert f'ends after {frames} of the 472 frames its header announces' in capsys.readouterr().err
+
+
 @pytest.mark.parametrize('arguments, message', [
     (['record', '/nonexistent/clip.mp4', 'OUT'], 'does not exist'),
     (['record', 'EMPTY_DIR', 'OUT'], 'holds no image'),
+    (['record', 'CORRUPT_IMAGE_DIR', 'OUT'], 'cannot read image'),
     (['record', 'NOT_A_VIDEO', 'OUT'], 'cannot open video'),
     (['record', str(CLIP), 'OUT', '--fps', '-5'], '--fps must be positive'),
     (['record', str(CLIP), 'EXISTING'], 'exists: remove it'),
@@ -238,11 +248,16 @@ def test_bad_sources_and_bags_give_one_clear_error(tmp_path, capsys, arguments, 
     (tmp_path / 'empty').mkdir()
     (tmp_path / 'existing').mkdir()
     (tmp_path / 'junk.mp4').write_bytes(b'not a video at all')
+    (tmp_path / 'corrupt').mkdir()
+    for index, frame in enumerate(read_frames(CLIP, max_frames=3)):
+        cv2.imwrite(str(tmp_path / 'corrupt' / f'{2 * index}.png'), frame)
+    (tmp_path / 'corrupt' / '3.png').write_bytes(b'not an image')  # between the second and the third frame
     places = {'EMPTY_DIR': tmp_path / 'empty', 'NOT_A_VIDEO': tmp_path / 'junk.mp4', 'OUT': tmp_path / 'out',
-              'EXISTING': tmp_path / 'existing'}
+              'EXISTING': tmp_path / 'existing', 'CORRUPT_IMAGE_DIR': tmp_path / 'corrupt'}
     assert main(['fer3d-bag', *[str(places.get(a, a)) for a in arguments]]) == 2
     error = capsys.readouterr().err
     assert message in error and 'Traceback' not in error
+    assert not (tmp_path / 'out').exists() and not (tmp_path / 'out.incomplete').exists()  # nothing half-written
 
 
 @pytest.mark.parametrize('text, message', [
