@@ -11,6 +11,12 @@ when labels exist, stress over time) with a timeline PNG and a JSON copy of the 
 Labels (CSV with a header): `time,label` (seconds from the first frame) or `frame,label`; a label
 holds from its row until the next one; an empty label ends a labelled segment. Labels are one of
 neutral, happy, sad, surprise, fear, disgust, anger.
+
+Outputs are written to <output>.incomplete/ and moved into place when the run completes; an
+existing complete output is kept unless --overwrite is given. Exit status: 0 done; 2 nothing done
+(the line says why); 3 the input is cut short or damaged, the outputs cover the part before the
+break; 130 / 143 interrupted by SIGINT / SIGTERM, what was written so far stays, readable, in
+<output>.incomplete/ until the next run.
 """
 from __future__ import annotations
 
