@@ -19,6 +19,7 @@ setup(
         'scikit-learn>=1.0',
         'onnxruntime>=1.15',
         'rosbags>=0.9.15',
+        'mcap>=1.1',
     ],
     extras_require={
         'train': ['torch>=2.1', 'onnx>=1.14', 'tqdm>=4.60', 'matplotlib>=3.5', 'optuna>=4', 'ai-edge-litert>=1.2'],

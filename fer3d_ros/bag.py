@@ -11,6 +11,12 @@ when labels exist, stress over time) with a timeline PNG and a JSON copy of the 
 Labels (CSV with a header): `time,label` (seconds from the first frame) or `frame,label`; a label
 holds from its row until the next one; an empty label ends a labelled segment. Labels are one of
 neutral, happy, sad, surprise, fear, disgust, anger.
+
+Outputs are written to <output>.incomplete/ and moved into place when the run completes; an
+existing complete output is kept unless --overwrite is given. Exit status: 0 done; 2 nothing done
+(the line says why); 3 the input is cut short or damaged, the outputs cover the part before the
+break; 130 / 143 interrupted by SIGINT / SIGTERM, what was written so far stays, readable, in
+<output>.incomplete/ until the next run.
 """
 from __future__ import annotations
 
@@ -20,12 +26,14 @@ import itertools
 import json
 import os
 import shutil
-import struct
+import signal
 import sys
 import time
 from bisect import bisect_right
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -38,9 +46,10 @@ from rclpy.utilities import remove_ros_args
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
+from fer3d_ros.bag_salvage import SalvagedBag
 from fer3d_ros.core.drawing import annotate
 from fer3d_ros.core.emotion import EMOTIONS
-from fer3d_ros.core.image_conversion import message_to_bgr8, numpy_to_compressed, numpy_to_image
+from fer3d_ros.core.image_conversion import ImageConversionError, message_to_bgr8, numpy_to_compressed, numpy_to_image
 from fer3d_ros.core.models import share_dirs
 from fer3d_ros.core.run_report import FaceResult, FrameRecord, StressRecord, format_report, plot_timeline, summarize
 from fer3d_ros.msg import EmotionArray, ExpressionArray, FaceArray, StressArray
@@ -56,6 +65,80 @@ IMAGE_SUFFIXES = {'.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp'}
 
 class BagError(RuntimeError):
     """A bag, video, folder or labels file that cannot be used; the message says why and what to do."""
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM, raised between frames so that every output is closed properly (a
+    BaseException, like KeyboardInterrupt, so that no `except Exception` swallows it)."""
+
+    def __init__(self, signum: int, frame: int, total: int | None) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum, self.frame, self.total = signum, frame, total
+        self.outputs: Path | None = None  # what the run had written, kept for a look
+
+
+class StopSignals:
+    """While entered, SIGINT and SIGTERM only note the signal; the loops report their progress
+    between frames and stop there (a signal handler that raised could cut a bag write in half)."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.frame, self.total = 0, None
+        self.previous: dict[int, object] = {}
+
+    def __enter__(self) -> StopSignals:
+        self.received, self.frame, self.total = None, 0, None
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            self.previous[signum] = signal.signal(signum, self.note)
+        return self
+
+    def __exit__(self, *_) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+    def note(self, signum: int, _frame) -> None:
+        self.received = signum
+
+    def progress(self, frame: int, total: int | None) -> None:
+        """The loop is at `frame` (frames done) of `total`; stops here if a signal arrived."""
+        self.frame, self.total = frame, total
+        self.check()
+
+    def check(self) -> None:
+        if self.received is not None:
+            raise Interrupted(self.received, self.frame, self.total)
+
+
+STOP = StopSignals()
+
+
+@contextmanager
+def staged_output(output: Path, overwrite: bool) -> Iterator[Path]:
+    """Where a run writes `output`: <output>.incomplete/<name>, moved to `output` when the run completes.
+
+    A failed run leaves nothing; an interrupted one leaves what it wrote (closed properly) there, and
+    the next run replaces it. A complete earlier result is replaced only when `overwrite` is given."""
+    if output.exists() and not overwrite:
+        raise BagError(f'{output} exists: remove it, choose another output or add --overwrite')
+    if output.exists() and not (output / 'metadata.yaml').is_file():
+        raise BagError(f'{output} exists and is not a bag: not overwriting it')
+    staging = output.with_name(output.name + '.incomplete')
+    shutil.rmtree(staging, ignore_errors=True)  # left by an interrupted run
+    staging.mkdir(parents=True)
+    try:
+        yield staging / output.name
+    except Interrupted as stop:
+        stop.outputs = staging / output.name if (staging / output.name).exists() else None
+        if stop.outputs is None:
+            staging.rmdir()
+        raise
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if output.exists():
+        shutil.rmtree(output)
+    (staging / output.name).rename(output)
+    staging.rmdir()
 
 
 # ---------------------------------------------------------------- labels
@@ -100,8 +183,9 @@ def read_labels(path: Path) -> Labels:
 
 # ---------------------------------------------------------------- record
 
-def source_frames(source: Path) -> tuple[Iterator[np.ndarray], float | None]:
-    """Frames of a video file or of the images of a folder (sorted by name), and the video's rate."""
+def source_frames(source: Path) -> tuple[Iterator[np.ndarray], float | None, int | None]:
+    """Frames of a video file or of the images of a folder (sorted by name), the video's rate and
+    the number of frames (as the video's header says; None when it does not)."""
     if source.is_dir():
         files = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
@@ -113,14 +197,16 @@ def source_frames(source: Path) -> tuple[Iterator[np.ndarray], float | None]:
                 if image is None:
                     raise BagError(f'cannot read image {file} (corrupt or not an image)')
                 yield image
-        return images(), None
+        return images(), None, len(files)
     if not source.exists():
         raise BagError(f'{source} does not exist: give a video file or a folder of images')
     capture = cv2.VideoCapture(str(source))
-    fps = capture.get(cv2.CAP_PROP_FPS) if capture.isOpened() else 0.0
+    fps, count = (capture.get(cv2.CAP_PROP_FPS), capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() \
+        else (0.0, 0.0)
     capture.release()
     from fer3d_ros.core.video import read_frames
-    return read_frames(source), fps if fps and np.isfinite(fps) and fps > 0 else None
+    return (read_frames(source), fps if fps and np.isfinite(fps) and fps > 0 else None,
+            int(count) if count and np.isfinite(count) and count > 0 else None)
 
 
 def open_writer(path: Path, storage: str):
@@ -145,12 +231,18 @@ def fer3d_typestore():
     return typestore
 
 
+class Recorded(NamedTuple):
+    frames: int  # written
+    announced: int | None  # what the video's header or the folder announces, up to max_frames
+
+
 def record(source: Path, output: Path, *, topic: str = '/camera/image_raw', frame_id: str = 'camera',
            fps: float | None = None, labels: Labels | None = None, storage: str = 'mcap',
-           compressed: bool = False, max_frames: int | None = None, start_time: float | None = None) -> int:
+           compressed: bool = False, max_frames: int | None = None, start_time: float | None = None) -> Recorded:
     """Write the frames of `source` to a new bag as sensor_msgs/Image (or CompressedImage jpeg);
-    with labels, also std_msgs/String on /labels whenever the label changes. Returns frames written."""
-    frames, video_fps = source_frames(source)
+    with labels, also std_msgs/String on /labels whenever the label changes."""
+    frames, video_fps, total = source_frames(source)
+    total = min(total, max_frames) if total and max_frames else total or max_frames
     try:
         frames = itertools.chain([next(frames)], frames)  # an unreadable source fails before the bag exists
     except (OSError, StopIteration) as error:
@@ -160,39 +252,36 @@ def record(source: Path, output: Path, *, topic: str = '/camera/image_raw', fram
     message_type = 'sensor_msgs/msg/CompressedImage' if compressed else 'sensor_msgs/msg/Image'
     typestore = fer3d_typestore()
     count, label = 0, None
+    writer = open_writer(output, storage)
+    writer.open()
     try:
-        with open_writer(output, storage) as writer:
-            images = writer.add_connection(topic + ('/compressed' if compressed else ''), message_type,
-                                           typestore=typestore)
-            label_connection = writer.add_connection(LABELS_TOPIC, 'std_msgs/msg/String', typestore=typestore) \
-                if labels else None
-            for index, frame in enumerate(itertools.islice(frames, max_frames)):
-                stamp_ns = start_ns + round(index * 1e9 / fps)
-                msg = numpy_to_compressed(frame, 'bgr8', 'jpeg') if compressed else numpy_to_image(frame, 'bgr8')
-                msg.header.frame_id = frame_id
-                msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 10**9)
-                writer.write(images, stamp_ns, serialize_message(msg))
-                if labels is not None and (current := labels.at(index, index / fps)) != label:
-                    writer.write(label_connection, stamp_ns, serialize_message(String(data=current)))
-                    label = current
-                count += 1
-    except BaseException:
+        images = writer.add_connection(topic + ('/compressed' if compressed else ''), message_type,
+                                       typestore=typestore)
+        label_connection = writer.add_connection(LABELS_TOPIC, 'std_msgs/msg/String', typestore=typestore) \
+            if labels else None
+        for index, frame in enumerate(itertools.islice(frames, max_frames)):
+            STOP.progress(index, total)
+            stamp_ns = start_ns + round(index * 1e9 / fps)
+            msg = numpy_to_compressed(frame, 'bgr8', 'jpeg') if compressed else numpy_to_image(frame, 'bgr8')
+            msg.header.frame_id = frame_id
+            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 10**9)
+            writer.write(images, stamp_ns, serialize_message(msg))
+            if labels is not None and (current := labels.at(index, index / fps)) != label:
+                writer.write(label_connection, stamp_ns, serialize_message(String(data=current)))
+                label = current
+            count += 1
+    except Exception:
+        writer.abort()
         shutil.rmtree(output, ignore_errors=True)  # no half-written bag left behind
         raise
-    return count
+    except Interrupted:
+        writer.close()  # the frames written so far stay a readable bag
+        raise
+    writer.close()
+    return Recorded(count, total)
 
 
 # ---------------------------------------------------------------- eval
-
-def cdr_stamp_ns(rawdata: bytes) -> int:
-    """Header stamp of a serialised stamped message, read in place (its first field).
-
-    Saves deserialising a whole image per frame: CDR puts the header's sec/nanosec right after the
-    4-byte encapsulation header."""
-    little_endian = rawdata[1] == 1
-    sec, nanosec = struct.unpack_from('<iI' if little_endian else '>iI', rawdata, 4)
-    return sec * 10**9 + nanosec
-
 
 class Recorder:
     """Subscribes to every output of the pipeline; notes arrival times and writes each to the output bag."""
@@ -236,16 +325,21 @@ class Recorder:
 
 
 def open_reader(path: Path):
+    """rosbags' reader; for a bag it cannot open (cut short, no metadata.yaml), what its storage still holds."""
     from rosbags.highlevel import AnyReader
     if not path.exists():
         raise BagError(f'bag {path} does not exist')
     try:
         reader = AnyReader([path])
         reader.open()
+        return reader
     except Exception as error:  # noqa: BLE001 - rosbags raises several types for unreadable bags
-        raise BagError(f'cannot read bag {path}: {error} (expected a rosbag2 folder with metadata.yaml, '
-                       'sqlite3 or MCAP storage)') from error
-    return reader
+        salvaged = SalvagedBag(path)
+        if not salvaged.connections:
+            raise BagError(f'cannot read bag {path}: {error} (expected a rosbag2 folder with metadata.yaml, '
+                           'sqlite3 or MCAP storage)') from error
+        print(f'note: rosbags cannot open {path} ({error}): read its storage directly', file=sys.stderr)
+        return salvaged
 
 
 def image_connection(reader, topic: str | None):
@@ -260,7 +354,7 @@ def image_connection(reader, topic: str | None):
 def bag_labels(reader, first_ns: int) -> Labels | None:
     connections = [c for c in reader.connections if c.topic == LABELS_TOPIC and c.msgtype == 'std_msgs/msg/String']
     rows = [((timestamp - first_ns) * 1e-9, deserialize_message(raw, String).data)
-            for _, timestamp, raw in reader.messages(connections=connections)] if connections else []
+            for _, timestamp, raw in readable_messages(reader, connections, damage=[])] if connections else []
     return Labels([t for t, _ in rows], [label for _, label in rows], by_frame=False) if rows else None
 
 
@@ -290,6 +384,7 @@ class Replay:
     def wait_for(self, condition, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         while not condition():
+            STOP.check()
             if time.monotonic() > deadline:
                 return False
             self.executor.spin_once(timeout_sec=0.01)
@@ -326,31 +421,37 @@ def evaluate(bag: Path, output: Path, *, topic: str | None = None, labels: Label
         if not replay.wait_for(lambda: replay.publisher.get_subscription_count() > 0, 10.0):
             raise BagError('face_node did not subscribe within 10 s (is ROS discovery blocked?)')
         fps = bag_rate(reader, connection)
-        start, overhead, first_ns, index, next_print = time.perf_counter(), 0.0, None, 0, 0.0
-        for _, timestamp, rawdata in readable_messages(reader, connection):
+        start, overhead, first_ns, index, next_print, seconds_in = time.perf_counter(), 0.0, None, 0, 0.0, 0.0
+        damage: list[str] = []
+        undecodable: list[str] = []  # why each frame could not be sent
+        for _, timestamp, rawdata in readable_messages(reader, [connection], damage):
             if max_frames is not None and index >= max_frames:
                 break
+            STOP.progress(index, min(connection.msgcount, max_frames or connection.msgcount))
             begin = time.perf_counter()
-            key = cdr_stamp_ns(rawdata)
             first_ns = timestamp if first_ns is None else first_ns
+            seconds_in = (timestamp - first_ns) * 1e-9
             if labels is None and index == 0:
                 labels = bag_labels(reader, first_ns)
+            index += 1
+            try:
+                msg, image = decode_frame(rawdata, connection.msgtype)
+            except ImageConversionError as error:  # face_node would drop it: no answer to wait for
+                undecodable.append(f'frame {index - 1} (t={seconds_in:.2f} s): {error}')
+                continue
+            key = stamp_key(msg.header)
             frame = frames[key] = FrameRecord(time=key * 1e-9, sent=time.time_ns() * 1e-9,
-                                              label=(labels.at(index, (timestamp - first_ns) * 1e-9) or None)
-                                              if labels else None)
+                                              label=(labels.at(index - 1, seconds_in) or None) if labels else None)
             replay.publisher.publish(rawdata)
             overhead += time.perf_counter() - begin
             replay.wait_for(lambda: 'emotions' in frame.published, timeout)  # noqa: B023 - this frame's
             if video is not None:
-                video_writer = write_video_frame(video_writer, video, fps, rawdata, connection.msgtype,
-                                                 recorder, key)
-            seconds_in = (timestamp - first_ns) * 1e-9
+                video_writer = write_video_frame(video_writer, video, fps, image, recorder, key)
             if print_every and seconds_in >= next_print:
                 print(f'  t={seconds_in:5.1f} s  {describe_frame(recorder, key)}', flush=True)
                 next_print += print_every
             for messages in recorder.latest.values():  # this frame is done: keep memory bounded
                 messages.pop(key, None)
-            index += 1
         seconds = time.perf_counter() - start
         replay.wait_for(lambda: False, 0.3)  # the last frames' stress estimates
     finally:
@@ -359,11 +460,15 @@ def evaluate(bag: Path, output: Path, *, topic: str | None = None, labels: Label
         if video_writer is not None:
             video_writer.release()
         replay.close()
+    if undecodable and not frames:
+        raise BagError(f'{bag}: none of the {len(undecodable)} images on {connection.topic} can be decoded; '
+                       f'first: {undecodable[0]}')
     if not frames:
-        raise BagError(f'{bag}: no image on {connection.topic}')
+        raise BagError(f'{bag}: no image on {connection.topic}' + (f' before it breaks: {damage[0]}' if damage else ''))
     records = list(frames.values())
-    summary = summarize(records, recorder.stress, seconds, overhead)
-    summary.update(bag=str(bag), output=str(output), image_topic=connection.topic)
+    summary = summarize(records, recorder.stress, seconds, overhead, undecodable)
+    summary.update(bag=str(bag), output=str(output), image_topic=connection.topic,
+                   cut_short={'frames': index, 'time_s': seconds_in, 'reason': damage[0]} if damage else None)
     if plot is not None:
         summary['plot'] = str(plot_or_skip(records, recorder.stress, plot))
     if video is not None:
@@ -371,16 +476,13 @@ def evaluate(bag: Path, output: Path, *, topic: str | None = None, labels: Label
     return summary
 
 
-def readable_messages(reader, connection) -> Iterator[tuple]:
-    """The topic's messages until the bag ends or breaks: a truncated/corrupt bag is evaluated up to
-    where it breaks, with one warning (errors of the replay itself are not caught here)."""
-    count = 0
+def readable_messages(reader, connections, damage: list[str]) -> Iterator[tuple]:
+    """The connections' messages until the bag ends or breaks; why it broke is appended to `damage`
+    (a bag cut short is evaluated up to the break; errors of the replay itself are not caught here)."""
     try:
-        for message in reader.messages(connections=[connection]):
-            yield message
-            count += 1
+        yield from reader.messages(connections=connections)
     except Exception as error:  # noqa: BLE001 - rosbags raises several types for damaged storage
-        print(f'warning: the bag ends early after {count} frames: {type(error).__name__}: {error}', file=sys.stderr)
+        damage.append(f'{type(error).__name__}: {error}')
 
 
 def bag_rate(reader, connection) -> float:
@@ -404,10 +506,18 @@ def describe_frame(recorder: Recorder, key: int, count: int = 3) -> str:
     return '; '.join(parts) or 'no face'
 
 
-def write_video_frame(video_writer, path: Path, fps: float, rawdata: bytes, msgtype: str, recorder: Recorder,
-                      key: int):
+def decode_frame(rawdata: bytes, msgtype: str):
+    """The image message and its pixels as face_node converts them; ImageConversionError where it cannot."""
+    try:
+        msg = deserialize_message(rawdata, IMAGE_TYPES[msgtype])
+    except RuntimeError as error:  # rclpy's RMWError: truncated or malformed CDR
+        raise ImageConversionError(f'cannot deserialise the {msgtype}: {error}') from error
+    return msg, message_to_bgr8(msg)
+
+
+def write_video_frame(video_writer, path: Path, fps: float, image: np.ndarray, recorder: Recorder, key: int):
     """Annotate one frame with its own faces and emotions and the latest stress; append it to the MP4."""
-    image = np.array(message_to_bgr8(deserialize_message(rawdata, IMAGE_TYPES[msgtype])))
+    image = image.copy()  # may be a view of the message's buffer
     faces = recorder.latest['faces'].get(key)
     if faces is not None:
         emotions = recorder.latest['emotions'].get(key)
@@ -466,6 +576,7 @@ def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--labels', type=Path, help='CSV with time,label or frame,label (see above)')
     parser.add_argument('--storage', choices=('mcap', 'sqlite3'), default='mcap',
                         help='bag storage plugin (default %(default)s)')
+    parser.add_argument('--overwrite', action='store_true', help='replace the output bag of an earlier complete run')
 
 
 def positive(value: float | None, name: str) -> None:
@@ -479,29 +590,59 @@ def main(argv: Sequence[str] | None = None) -> int:
     ros_arguments = argv[1 + len(user_arguments):] if '--ros-args' in argv else []
     options = parse_arguments(user_arguments)
     try:
-        positive(options.max_frames, '--max-frames')
-        labels = read_labels(options.labels) if options.labels else None
-        if options.command == 'record':
-            positive(options.fps, '--fps')
-            count = record(options.source, options.output, topic=options.topic, frame_id=options.frame_id,
-                           fps=options.fps, labels=labels, storage=options.storage, compressed=options.compressed,
-                           max_frames=options.max_frames, start_time=options.start_time)
-            print(f'wrote {count} frames to {options.output}')
-            return 0
-        positive(options.timeout, '--timeout')
-        output = options.output or options.bag.with_name(options.bag.name + '_fer3d')
-        summary = evaluate(options.bag, output, topic=options.topic, labels=labels, video=options.video,
-                           plot=options.plot or output / 'timeline.png', storage=options.storage,
-                           stress=not options.no_stress, max_frames=options.max_frames, timeout=options.timeout,
-                           print_every=options.print_every, ros_arguments=ros_arguments)
+        with STOP:
+            positive(options.max_frames, '--max-frames')
+            labels = read_labels(options.labels) if options.labels else None
+            if options.command == 'record':
+                return run_record(options, labels)
+            return run_eval(options, labels, ros_arguments)
     except BagError as error:
         print(f'fer3d-bag {options.command}: {error}', file=sys.stderr)
         return 2
+    except Interrupted as stop:
+        kept = f'what it wrote (closed properly) is in {stop.outputs}, replaced by the next run' if stop.outputs \
+            else 'nothing was written'
+        print(f'fer3d-bag {options.command}: interrupted by {stop} at frame {stop.frame} of {stop.total or "?"}; '
+              f'{kept}', file=sys.stderr)
+        return 128 + stop.signum
+
+
+def run_record(options: argparse.Namespace, labels: Labels | None) -> int:
+    positive(options.fps, '--fps')
+    print(f'recording {options.source} into {options.output}', flush=True)
+    with staged_output(options.output, options.overwrite) as bag:
+        recorded = record(options.source, bag, topic=options.topic, frame_id=options.frame_id, fps=options.fps,
+                          labels=labels, storage=options.storage, compressed=options.compressed,
+                          max_frames=options.max_frames, start_time=options.start_time)
+    print(f'wrote {recorded.frames} frames to {options.output}')
+    if recorded.announced and recorded.frames < recorded.announced - 1:  # a header's estimate may be one off
+        print(f'fer3d-bag record: {options.source} ends after {recorded.frames} of the {recorded.announced} frames '
+              'its header announces (cut short or damaged); the bag holds those (exit status 3)', file=sys.stderr)
+        return 3
+    return 0
+
+
+def run_eval(options: argparse.Namespace, labels: Labels | None, ros_arguments: Sequence[str]) -> int:
+    positive(options.timeout, '--timeout')
+    output = options.output or options.bag.with_name(options.bag.name + '_fer3d')
+    with staged_output(output, options.overwrite) as staging:
+        summary = evaluate(options.bag, staging, topic=options.topic, labels=labels, video=options.video,
+                           plot=options.plot or staging / 'timeline.png', storage=options.storage,
+                           stress=not options.no_stress, max_frames=options.max_frames, timeout=options.timeout,
+                           print_every=options.print_every, ros_arguments=ros_arguments)
+        summary['output'] = str(output)
+        if options.plot is None and Path(summary['plot']).parent == staging:
+            summary['plot'] = str(output / 'timeline.png')
+        (staging / 'report.json').write_text(json.dumps(summary, indent=1))
     print(format_report(summary))
-    report = output / 'report.json'
-    report.write_text(json.dumps(summary, indent=1))
     print(f'outputs: {output} (bag, report.json, {Path(summary["plot"]).name if "plot" in summary else "no plot"})'
           + (f'; annotated video: {summary["video"]}' if 'video' in summary else ''))
+    if (cut := summary['cut_short']) is not None:
+        print(f"fer3d-bag eval: the bag is cut short after frame {cut['frames']} (t={cut['time_s']:.2f} s): "
+              f"{cut['reason']}; the report covers those frames (exit status 3). The storage is damaged past "
+              "that point: `mcap recover` or sqlite3's `.recover` can rewrite its readable part as an intact file.",
+              file=sys.stderr)
+        return 3
     return 0
 
 

@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     for folder in (bag, results):
         shutil.rmtree(folder, ignore_errors=True)
     start = time.perf_counter()
-    count = record(pyfeat_media(CLIP), bag, storage='mcap')
+    count = record(pyfeat_media(CLIP), bag, storage='mcap').frames
     print(f'fer3d_ros demo: {CLIP} -> {bag} ({count} sensor_msgs/Image frames), replayed through '
           'face_node -> expression_node -> emotion_node, stress_node (one process, frame by frame)')
     try:

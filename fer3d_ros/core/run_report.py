@@ -97,14 +97,16 @@ def stress_summary(stress: list[StressRecord]) -> dict[str, dict[str, float]]:
 
 
 def summarize(frames: list[FrameRecord], stress: list[StressRecord], seconds: float,
-              overhead_seconds: float) -> dict:
-    """Everything the report prints, as plain data (also written as JSON)."""
+              overhead_seconds: float, undecodable: list[str] = ()) -> dict:
+    """Everything the report prints, as plain data (also written as JSON); `undecodable`: why each
+    image that could not be decoded was not sent."""
     answered = [frame for frame in frames if 'emotions' in frame.published]
     counts = np.array([len(frame.faces) for frame in answered]) if answered else np.zeros(1, int)
     start = frames[0].time if frames else 0.0
     main_ids = [face.id if (face := frame.main_face()) else None for frame in answered]
     return {
         'frames': len(frames), 'answered': len(answered), 'unanswered': len(frames) - len(answered),
+        'undecodable_frames': len(undecodable), 'first_undecodable': undecodable[0] if undecodable else None,
         'seconds': seconds, 'frames_per_second': len(frames) / seconds if seconds > 0 else float('nan'),
         'bag_overhead_frames_per_second': len(frames) / overhead_seconds if overhead_seconds > 0 else float('inf'),
         'latency': stage_latencies(frames),
@@ -120,8 +122,12 @@ def summarize(frames: list[FrameRecord], stress: list[StressRecord], seconds: fl
 def format_report(summary: dict) -> str:
     lines = [f"frames: {summary['frames']} ({summary['answered']} answered, {summary['unanswered']} without an "
              f"answer) in {summary['seconds']:.1f} s: {summary['frames_per_second']:.1f} frames/s through the "
-             f"pipeline; bag reading + publishing alone: {summary['bag_overhead_frames_per_second']:.0f} frames/s",
-             'latency per stage (median / p95 ms):']
+             f"pipeline; bag reading, decoding + publishing alone: {summary['bag_overhead_frames_per_second']:.0f} "
+             'frames/s']
+    if summary['undecodable_frames']:
+        lines.append(f"  and {summary['undecodable_frames']} undecodable (not sent; first: "
+                     f"{summary['first_undecodable']})")
+    lines.append('latency per stage (median / p95 ms):')
     for topic, value in summary['latency'].items():
         lines.append(f"  {topic:12s} {value['median_ms']:7.1f} / {value['p95_ms']:7.1f}  ({value['count']} frames)")
     faces = summary['faces_per_frame']
