@@ -150,3 +150,14 @@ def test_runner_rejects_a_bad_option_with_usage():
     process = start_pipeline('--stress', 'maybe')
     output, _ = process.communicate(timeout=30)
     assert process.returncode == 2 and 'expected true or false' in output
+
+
+def test_installed_executables_run_without_activating_the_venv():
+    """Their first line names the interpreter they were built for (as pip's console scripts do), so
+    launch can start them from a shell where the venv is not active."""
+    for executable in (INSTALL / 'lib' / 'fer3d_ros').iterdir():
+        assert executable.read_text().splitlines()[0] == f'#!{sys.executable}', executable
+    bare = {'PATH': '/usr/bin:/bin', 'HOME': str(Path.home()), 'ROS_AUTOMATIC_DISCOVERY_RANGE': 'LOCALHOST'}
+    result = subprocess.run([str(INSTALL / 'lib/fer3d_ros/fer3d_pipeline'), '--help'], env=bare,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and 'usage: fer3d_pipeline' in result.stdout, result.stderr
