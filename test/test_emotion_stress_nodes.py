@@ -84,6 +84,40 @@ def test_emotion_node_uses_the_calibrated_classifier_only_for_mature_calibration
     assert not np.allclose(mature.probabilities, immature.probabilities)
 
 
+def test_emotion_smoothing_changes_at_run_time_and_model_files_need_a_restart(ros, photo_coefficients):
+    publisher, received = unsmoothed_emotion_node(ros)
+    publisher.publish(expressions(1.0, [('f0001', photo_coefficients['happy'])]))
+    publisher.publish(expressions(1.1, [('f0001', photo_coefficients['anger'])]))
+    assert ros.spin_until(lambda: len(received) == 2) and received[1].emotions[0].label == Emotion.ANGER
+    assert ros.set_parameters('/emotion_node', smoothing__time_constant=60.0).successful
+    publisher.publish(expressions(1.2, [('f0001', photo_coefficients['happy'])]))
+    assert ros.spin_until(lambda: len(received) == 3)
+    assert received[2].emotions[0].label == Emotion.ANGER  # one frame barely moves a 60 s average
+    out_of_range = ros.set_parameters('/emotion_node', smoothing__time_constant=-1.0)
+    assert not out_of_range.successful and 'Min: 0.0, Max: 60.0' in out_of_range.reason
+    refused = ros.set_parameters('/emotion_node', model='/other/classifier.npz')
+    assert not refused.successful and 'read-only' in refused.reason
+
+
+def test_stress_window_filling_changes_at_run_time(ros, photo_coefficients):
+    node = ros.add(StressNode(context=ros.context, parameter_overrides=[
+        Parameter('window', value=2.0), Parameter('hop', value=0.5), Parameter('min_fill', value=1.0)]))
+    client = ros.node('client')
+    received = []
+    client.create_subscription(StressArray, 'stress', received.append, 100)
+    publisher = client.create_publisher(ExpressionArray, 'expressions', 100)
+    ros.wait_for_subscribers(publisher)
+    for count, seconds in enumerate(np.arange(100.0, 101.55, 0.1), start=1):  # 1.5 s: not yet a full 2 s window
+        publisher.publish(expressions(seconds, [('f0001', photo_coefficients['happy'])]))
+        assert ros.spin_until(lambda: node.diagnostics.processed == count)
+    assert received == []
+    assert ros.set_parameters('/stress_node', min_fill=0.5).successful
+    publisher.publish(expressions(101.6, [('f0001', photo_coefficients['happy'])]))
+    assert ros.spin_until(lambda: received) and received[0].stresses[0].window_seconds == pytest.approx(1.6)
+    out_of_range = ros.set_parameters('/stress_node', window=601.0)
+    assert not out_of_range.successful and 'Max: 600.0' in out_of_range.reason
+
+
 def test_stress_node_reports_full_windows_with_pose_and_restarts_on_replay(ros, photo_coefficients):
     ros.add(StressNode(context=ros.context, parameter_overrides=[
         Parameter('window', value=2.0), Parameter('hop', value=0.5), Parameter('min_fill', value=0.5)]))

@@ -135,6 +135,46 @@ def test_faces_without_crops_are_reported_and_the_node_keeps_going(ros, front_en
     assert ros.spin_until(lambda: received) and len(received[0].expressions) == 1
 
 
+def _expression_graph(ros, **parameters):
+    """An expression_node (ONNX Runtime), a publisher of FaceArrays to it and the ExpressionArrays it sent."""
+    overrides = [Parameter(name, value=value) for name, value in {'backend': 'onnxruntime', **parameters}.items()]
+    node = ros.add(ExpressionNode(context=ros.context, parameter_overrides=overrides))
+    client = ros.node('client')
+    received = []
+    client.create_subscription(ExpressionArray, 'expressions', received.append, 50)
+    publisher = client.create_publisher(FaceArray, 'faces', 50)
+    ros.wait_for_subscribers(publisher)
+    return node, publisher, received
+
+
+def _send(ros, publisher, received, faces, frame: int) -> ExpressionArray:
+    """Publish one FaceArray (frame n of a 30 frames/s stream) and return the ExpressionArray it gave."""
+    msg = FaceArray(faces=faces)
+    msg.header.stamp.sec, msg.header.stamp.nanosec = frame // 30, (frame % 30) * 33_333_333
+    count = len(received)
+    publisher.publish(msg)
+    assert ros.spin_until(lambda: len(received) > count, timeout=10.0)
+    return received[-1]
+
+
+def test_only_confirmed_and_calibration_thresholds_change_at_run_time(ros, front_end):
+    node, publisher, received = _expression_graph(ros)
+    neutral = FaceNode.face_message(_crop(front_end, sorted(CKPLUS.glob('neutral/*.png'))[0]), FaceArray().header)
+    for frame in range(5):
+        out = _send(ros, publisher, received, [neutral], frame)
+    assert out.expressions[0].calibration_confidence == pytest.approx(1 - np.exp(-5 / 30), abs=1e-6)
+    assert ros.set_parameters('/expression_node', calibration__frames_for_confidence=1.0).successful
+    out = _send(ros, publisher, received, [neutral], 5)  # the track's evidence now counts for more
+    assert out.expressions[0].calibration_confidence == pytest.approx(1 - np.exp(-6), abs=1e-6)
+    assert not neutral.confirmed and ros.set_parameters('/expression_node', only_confirmed=True).successful
+    assert _send(ros, publisher, received, [neutral], 6).expressions == []
+    out_of_range = ros.set_parameters('/expression_node', calibration__max_activity_mm=50.0)
+    assert not out_of_range.successful and 'Max: 20.0' in out_of_range.reason
+    refused = ros.set_parameters('/expression_node', calibration__window=10)
+    assert not refused.successful and 'read-only' in refused.reason
+    assert 'restart the node' in node.describe_parameter('calibration.window').description
+
+
 def test_missing_model_stops_the_node_with_a_clear_message(ros):
     with pytest.raises(Exception, match='not found'):
         ExpressionNode(context=ros.context, parameter_overrides=[Parameter('model', value='/nope/model.onnx')])

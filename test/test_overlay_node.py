@@ -97,6 +97,17 @@ def test_a_bad_image_is_reported_and_the_next_good_one_drawn(ros):
     assert diagnostics.bad_inputs == 2 and 'yuv422' in diagnostics.last_error and diagnostics.processed == 1
 
 
+def test_cache_size_changes_at_run_time(ros):
+    graph = Graph(ros)
+    for seconds in range(1, 6):  # images whose faces never come
+        graph.publishers[0].publish(frame(seconds)[0])
+    assert ros.spin_until(lambda: len(graph.node.images) == 5)
+    assert ros.set_parameters('/overlay_node', cache_size=2).successful
+    assert [stamp // 10**9 for stamp in graph.node.images] == [4, 5]  # the newest two
+    refused = ros.set_parameters('/overlay_node', cache_size=0)
+    assert not refused.successful and 'Min: 1, Max: 1000' in refused.reason
+
+
 def test_annotate_draws_box_landmarks_and_bars_in_place():
     image = np.zeros((240, 320, 3), np.uint8)
     annotate(image, [FaceAnnotation('f0001', BOX, landmarks_in(BOX), emotion='happy', confidence=0.75,

@@ -31,7 +31,7 @@ forgotten with the track, never shared between ids, cleared on reset.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -170,6 +170,22 @@ class Calibrator:
 
     def __len__(self) -> int:
         return len(self.tracks)
+
+    def configure(self, forget_after: float | None = None, **changes) -> None:
+        """Change settings at run time (`max_activity_mm=1.5`, ...); live tracks keep their evidence and
+        use the new settings from their next frame. The window, the size of their buffers, cannot change."""
+        settings = replace(self.settings, **changes)
+        settings.check()
+        if settings.window != self.settings.window:
+            raise ValueError('the neutral window sizes every track\'s buffer: it is fixed once the calibrator exists')
+        if forget_after is not None and forget_after <= 0:
+            raise ValueError(f'forget_after must be > 0 seconds, got {forget_after}')
+        self.settings = settings
+        for face_id in self.tracks:
+            track = self.tracks.get(face_id)
+            track.identity.settings = track.baseline.settings = settings
+        if forget_after is not None:
+            self.tracks.forget_after = forget_after
 
     def new_frame(self, time: float) -> bool:
         """Start a frame (stamp seconds); True if time went backwards and every track restarted."""

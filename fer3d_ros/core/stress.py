@@ -168,6 +168,12 @@ def _events(active: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)))
 
 
+def _check_windowing(window: float, hop: float, min_fill: float, max_rate: float) -> None:
+    if window <= 0 or hop <= 0 or not 0 < min_fill <= 1 or max_rate <= 0:
+        raise ValueError(f'need window > 0, hop > 0, 0 < min_fill <= 1, max_rate > 0; got window {window}, '
+                         f'hop {hop}, min_fill {min_fill}, max_rate {max_rate}')
+
+
 @dataclass
 class StressEstimate:
     id: str
@@ -200,13 +206,23 @@ class StressEstimator:
 
     def __init__(self, model: StressModel, names: tuple[str, ...] = (), window: float = 10.0, hop: float = 1.0,
                  min_fill: float = 0.8, max_rate: float = 60.0, settings: FeatureSettings = FeatureSettings()) -> None:
-        if window <= 0 or hop <= 0 or not 0 < min_fill <= 1 or max_rate <= 0:
-            raise ValueError(f'need window > 0, hop > 0, 0 < min_fill <= 1, max_rate > 0; got window {window}, '
-                             f'hop {hop}, min_fill {min_fill}, max_rate {max_rate}')
+        _check_windowing(window, hop, min_fill, max_rate)
         self.model, self.names = model, tuple(names)
-        self.window, self.hop, self.min_fill, self.settings = window, hop, min_fill, settings
+        self.window, self.hop, self.min_fill, self.max_rate, self.settings = window, hop, min_fill, max_rate, settings
         self.max_samples = int(np.ceil(window * max_rate))
         self.tracks = TrackStates(_Track, forget_after=window)
+
+    def configure(self, window: float | None = None, hop: float | None = None, min_fill: float | None = None,
+                  settings: FeatureSettings | None = None) -> None:
+        """Change the windowing or the feature settings at run time. Live windows keep their samples:
+        a shorter window drops the oldest at the face's next sample."""
+        window = self.window if window is None else window
+        hop = self.hop if hop is None else hop
+        min_fill = self.min_fill if min_fill is None else min_fill
+        _check_windowing(window, hop, min_fill, self.max_rate)
+        self.window, self.hop, self.min_fill, self.settings = window, hop, min_fill, settings or self.settings
+        self.max_samples = int(np.ceil(window * self.max_rate))
+        self.tracks.forget_after = window
 
     def set_names(self, names: tuple[str, ...] | list[str]) -> bool:
         """Coefficient names of the input; a change clears every track. True if they changed."""

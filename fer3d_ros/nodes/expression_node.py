@@ -36,7 +36,8 @@ class ExpressionNode(Node):
                                        'Build a missing TensorRT engine at start (minutes) instead of failing.'),
             max_batch=declare(self, 'max_batch', 16, 'Most faces per inference call.', minimum=1, maximum=256))
         self.only_confirmed = declare(self, 'only_confirmed', False,
-                                      'Skip faces whose track is not confirmed yet (Face.confirmed).')
+                                      'Skip faces whose track is not confirmed yet (Face.confirmed).',
+                                      on_change=lambda value: setattr(self, 'only_confirmed', value))
         queue_size = declare(self, 'queue_size', 1,
                              'FaceArrays waiting while the network runs; older ones are dropped, so the '
                              'output stays current when inference is slower than the camera.',
@@ -59,19 +60,24 @@ class ExpressionNode(Node):
             max_activity_mm=declare(self, 'calibration.max_activity_mm', defaults.max_activity_mm,
                                     'A frame is neutral evidence below this RMS landmark displacement from the '
                                     'person\'s neutral shape (mm); 1.2 passes 90 % of CK+ neutral frames.',
-                                    minimum=0.1, maximum=20.0),
+                                    minimum=0.1, maximum=20.0,
+                                    on_change=lambda value: self.calibrator.configure(max_activity_mm=value)),
             max_angle_deg=declare(self, 'calibration.max_angle_deg', defaults.max_angle_deg,
                                   'Head pitch and yaw (degrees) beyond which a frame is not neutral evidence.',
-                                  minimum=1.0, maximum=90.0),
+                                  minimum=1.0, maximum=90.0,
+                                  on_change=lambda value: self.calibrator.configure(max_angle_deg=value)),
             window=declare(self, 'calibration.window', defaults.window,
                            'Neutral frames kept per track (bounded memory: 55 floats each).', minimum=1,
                            maximum=100000),
             frames_for_confidence=declare(self, 'calibration.frames_for_confidence', defaults.frames_for_confidence,
                                           'Neutral frames that bring the confidence to 0.63 (1 - exp(-n / this)).',
-                                          minimum=1.0, maximum=100000.0))
+                                          minimum=1.0, maximum=100000.0,
+                                          on_change=lambda value: self.calibrator.configure(
+                                              frames_for_confidence=value)))
         forget_after = declare(self, 'calibration.forget_after', 2.0,
                                'Seconds after which a face that left the view loses its calibration.',
-                               minimum=0.01, maximum=3600.0)
+                               minimum=0.01, maximum=3600.0,
+                               on_change=lambda value: self.calibrator.configure(forget_after=value))
         return Calibrator(len(self.regressor.card.expression_names), settings, forget_after=forget_after)
 
     def on_reset_calibration(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from dataclasses import replace
 
 import numpy as np
 from rclpy.node import Node
@@ -23,13 +24,18 @@ class StressNode(Node):
                     'literature prior models/stress_prior.json.') or None)
         self.estimator = StressEstimator(
             self.model,
-            window=declare(self, 'window', 10.0, 'Window length in seconds.', minimum=1.0, maximum=600.0),
-            hop=declare(self, 'hop', 1.0, 'Seconds between two estimates of a face.', minimum=0.01, maximum=600.0),
+            window=declare(self, 'window', 10.0, 'Window length in seconds.', minimum=1.0, maximum=600.0,
+                           on_change=lambda value: self.estimator.configure(window=value)),
+            hop=declare(self, 'hop', 1.0, 'Seconds between two estimates of a face.', minimum=0.01, maximum=600.0,
+                        on_change=lambda value: self.estimator.configure(hop=value)),
             min_fill=declare(self, 'min_fill', 0.8, 'Fraction of the window a face must have been seen over '
-                             'before its first estimate.', minimum=0.05, maximum=1.0),
+                             'before its first estimate.', minimum=0.05, maximum=1.0,
+                             on_change=lambda value: self.estimator.configure(min_fill=value)),
             settings=FeatureSettings(blink_threshold=declare(
                 self, 'blink_threshold', 0.15, 'eyeBlink rise above its window median that counts as a blink.',
-                minimum=0.01, maximum=1.0)))
+                minimum=0.01, maximum=1.0,
+                on_change=lambda value: self.estimator.configure(
+                    settings=replace(self.estimator.settings, blink_threshold=value)))))
         self.poses: OrderedDict[int, dict[str, tuple[float, float, float]]] = OrderedDict()
         self.diagnostics = Diagnostics(self)
         self.publisher = self.create_publisher(StressArray, 'stress', RELIABLE_QOS)
