@@ -12,10 +12,12 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
-from rclpy.executors import ExternalShutdownException
+from rclpy.context import Context
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 
 # Outputs and node-to-node inputs: reliable, depth 10 (DESIGN §2); images use sensor-data QoS.
 RELIABLE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -159,24 +161,41 @@ def guarded(node: Node, diagnostics: Diagnostics, expected: tuple[type[Exception
     return decorate
 
 
-def run_node(node_class: type[Node], args: list[str] | None = None) -> int:
-    """Entry point of a node executable: start, spin until shut down.
+def run_nodes(name: str, create: Callable[[Context], list[Node]], args: list[str]) -> int:
+    """Entry point of an executable: create nodes in a fresh context, spin them in one executor until
+    SIGINT or SIGTERM, and return the exit status.
 
-    A node that cannot start (missing model file, unavailable backend, parameter out of range)
-    prints one FATAL line saying why and exits with status 1, without a traceback.
+    A node that cannot start (missing model file, unavailable backend, parameter out of range) prints
+    one FATAL line saying why and exits with status 1, without a traceback. SIGINT and SIGTERM (what
+    process supervisors such as systemd and launch send) stop with status 0, even while nodes start.
     """
-    rclpy.init(args=args if args is not None else sys.argv)
+    context = Context()
+    # rclpy installs its signal handlers only for the default context unless asked: without them
+    # SIGTERM killed the process (status -15).
+    rclpy.init(args=args, context=context, signal_handler_options=SignalHandlerOptions.ALL)
+    executor, started = SingleThreadedExecutor(context=context), False
     try:
-        node = node_class()
-    except Exception as error:  # noqa: BLE001 - any startup failure is reported the same way
-        print(f'[FATAL] [{node_class.__name__}]: cannot start: {error}', file=sys.stderr)
-        rclpy.try_shutdown()
-        return 1
-    try:
-        rclpy.spin(node)
+        for node in create(context):
+            executor.add_node(node)
+        started = True
+        executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception as error:  # noqa: BLE001 - any startup failure is reported the same way
+        if started:
+            raise
+        if context.ok():  # else a signal shut the context down while the nodes started: a stop, not a failure
+            print(f'[FATAL] [{name}]: cannot start: {error}', file=sys.stderr)
+            return 1
     finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+        executor.shutdown()
+        for node in executor.get_nodes():
+            node.destroy_node()
+        rclpy.try_shutdown(context=context)
     return 0
+
+
+def run_node(node_class: type[Node], args: list[str] | None = None) -> int:
+    """Entry point of a node executable: `run_nodes` with one node."""
+    return run_nodes(node_class.__name__, lambda context: [node_class(context=context)],
+                     args if args is not None else sys.argv)
