@@ -152,3 +152,48 @@ def test_stress_node_reports_full_windows_with_pose_and_restarts_on_replay(ros, 
         frame(seconds)
     ros.spin_for(0.3)
     assert len(received) == count
+
+
+def stress_graph(ros, **parameters):
+    """A stress_node, publishers of FaceArrays and ExpressionArrays to it and the StressArrays it sent."""
+    node = ros.add(StressNode(context=ros.context, parameter_overrides=[
+        Parameter(name, value=value) for name, value in parameters.items()]))
+    client = ros.node('client')
+    received = []
+    client.create_subscription(StressArray, 'stress', received.append, 100)
+    faces_out = client.create_publisher(FaceArray, 'faces', 100)
+    expressions_out = client.create_publisher(ExpressionArray, 'expressions', 100)
+    ros.wait_for_subscribers(expressions_out)
+    ros.wait_for_subscribers(faces_out)
+    return node, faces_out, expressions_out, received
+
+
+def test_stress_node_skips_foreign_names_without_losing_windows_and_follows_a_reordered_model(
+        ros, photo_coefficients):
+    node, _, publisher, received = stress_graph(ros, window=2.0, hop=0.5, min_fill=0.5)
+    happy = photo_coefficients['happy']
+    glitch = ['JawOpen' if name == 'jawOpen' else name for name in NAMES]
+
+    def send(seconds, coefficients=happy, names=NAMES):
+        count = node.diagnostics.processed + node.diagnostics.bad_inputs
+        publisher.publish(expressions(seconds, [('f0001', coefficients)], names=names))
+        assert ros.spin_until(lambda: node.diagnostics.processed + node.diagnostics.bad_inputs > count)
+
+    for tenth in range(1000, 1011):  # 100.0 .. 101.0 s: the first estimate at 101.0
+        send(tenth / 10)
+    send(101.05, names=glitch)  # one message from a regressor with other names
+    assert node.diagnostics.bad_inputs == 1
+    assert all(text in node.diagnostics.last_error for text in ('jawOpen', 'JawOpen', 'stress-prior-v1'))
+    for tenth in range(1011, 1016):
+        send(tenth / 10)
+    assert ros.spin_until(lambda: len(received) == 2)
+    assert [r.header.stamp.sec + r.header.stamp.nanosec * 1e-9 for r in received] == pytest.approx([101.0, 101.5])
+    assert received[-1].stresses[0].window_seconds == pytest.approx(1.5)  # the window went on
+    for tenth in range(1016, 1021):  # expression_node restarted with a model giving the names in another order
+        send(tenth / 10, happy[::-1], NAMES[::-1])
+    assert ros.spin_until(lambda: len(received) == 3) and received[-1].stresses[0].window_seconds > 1.8
+    for tenth in range(1021, 1027):  # names that stay foreign: skipped and reported, never scored
+        send(tenth / 10, names=glitch)
+    ros.spin_for(0.1)
+    assert len(received) == 3 and node.diagnostics.bad_inputs == 7
+

@@ -47,6 +47,17 @@ PRIOR_FEATURES = {
     'brow_down': 'mean of browDown_L/R',
 }
 
+# The expression coefficients each behavioural feature is computed from; mouth activity over
+# ICT-FaceKit's jaw and mouth blendshapes, as the prior's reference levels were measured.
+BLINK, BROW = ('eyeBlink_L', 'eyeBlink_R'), ('browDown_L', 'browDown_R')
+MOUTH = ('jawForward', 'jawLeft', 'jawOpen', 'jawRight', 'mouthClose', 'mouthDimple_L', 'mouthDimple_R',
+         'mouthFrown_L', 'mouthFrown_R', 'mouthFunnel', 'mouthLeft', 'mouthLowerDown_L', 'mouthLowerDown_R',
+         'mouthPress_L', 'mouthPress_R', 'mouthPucker', 'mouthRight', 'mouthRollLower', 'mouthRollUpper',
+         'mouthShrugLower', 'mouthShrugUpper', 'mouthSmile_L', 'mouthSmile_R', 'mouthStretch_L', 'mouthStretch_R',
+         'mouthUpperUp_L', 'mouthUpperUp_R')
+FEATURE_COEFFICIENTS = {'blink_rate': BLINK, 'blink_duration': BLINK, 'brow_down': BROW, 'mouth_activity': MOUTH,
+                        'head_speed': (), 'head_speed_std': ()}
+
 
 @dataclass(frozen=True)
 class StressModel:
@@ -58,6 +69,17 @@ class StressModel:
     coef: np.ndarray
     intercept: float
     notes: str = ''
+
+    @property
+    def coefficient_names(self) -> tuple[str, ...]:
+        """The expression coefficients its features are computed from (a coefficient statistic such as
+        jawOpen_slope reads jawOpen), in a fixed order."""
+        names: dict[str, None] = {}
+        for feature in self.feature_names:
+            coefficient, _, statistic = feature.rpartition('_')
+            names.update(dict.fromkeys(FEATURE_COEFFICIENTS.get(
+                feature, (coefficient,) if statistic in STATISTICS else ())))
+        return tuple(names)
 
     def probability(self, features: dict[str, float]) -> float:
         missing = [name for name in self.feature_names if name not in features]
@@ -168,6 +190,12 @@ def _events(active: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)))
 
 
+def _few(names: list[str], shown: int = 5) -> str:
+    """Up to `shown` names, and how many more."""
+    more = f' and {len(names) - shown} more' if len(names) > shown else ''
+    return ', '.join(names[:shown]) + more
+
+
 def _check_windowing(window: float, hop: float, min_fill: float, max_rate: float) -> None:
     if window <= 0 or hop <= 0 or not 0 < min_fill <= 1 or max_rate <= 0:
         raise ValueError(f'need window > 0, hop > 0, 0 < min_fill <= 1, max_rate > 0; got window {window}, '
@@ -207,7 +235,10 @@ class StressEstimator:
     def __init__(self, model: StressModel, names: tuple[str, ...] = (), window: float = 10.0, hop: float = 1.0,
                  min_fill: float = 0.8, max_rate: float = 60.0, settings: FeatureSettings = FeatureSettings()) -> None:
         _check_windowing(window, hop, min_fill, max_rate)
-        self.model, self.names = model, tuple(names)
+        self.model, self.names, self.columns = model, (), model.coefficient_names
+        self._take = np.zeros(0, int)  # where each of self.columns is in the input's coefficients
+        if names:
+            self.set_names(names)
         self.window, self.hop, self.min_fill, self.max_rate, self.settings = window, hop, min_fill, max_rate, settings
         self.max_samples = int(np.ceil(window * max_rate))
         self.tracks = TrackStates(_Track, forget_after=window)
@@ -225,11 +256,21 @@ class StressEstimator:
         self.tracks.forget_after = window
 
     def set_names(self, names: tuple[str, ...] | list[str]) -> bool:
-        """Coefficient names of the input; a change clears every track. True if they changed."""
-        if tuple(names) == self.names:
+        """Coefficient names of the input (True if they changed). Windows keep only the coefficients
+        the model reads, by name: names in another order or with others beside them (a new regressor)
+        continue every window. Raises ValueError, changing nothing, if a coefficient the model reads
+        is missing."""
+        names = tuple(names)
+        if names == self.names:
             return False
-        self.names = tuple(names)
-        self.tracks.clear()
+        missing = [name for name in self.columns if name not in names]
+        if missing:
+            unknown = [name for name in names if name not in self.names and name not in self.columns]
+            raise ValueError(f'expression names lack {_few(missing)}, which stress model {self.model.model_id} '
+                             f'reads{f" (unknown names: {_few(unknown)})" if unknown else ""}: publish the '
+                             'regressor\'s names, or train a stress model on these (python -m training.train_stress)')
+        self.names = names
+        self._take = np.array([names.index(name) for name in self.columns], int)
         return True
 
     def reset(self) -> None:
@@ -257,7 +298,7 @@ class StressEstimator:
         if track.samples and time <= track.samples[-1][0]:
             return None  # a repeated stamp adds nothing
         angles = np.full(3, np.nan) if angles is None else np.asarray(angles, np.float64)
-        track.samples.append((time, coefficients, angles))
+        track.samples.append((time, coefficients[self._take], angles))
         while time - track.samples[0][0] > self.window or len(track.samples) > self.max_samples:
             track.samples.popleft()
         return None
@@ -270,5 +311,5 @@ class StressEstimator:
         track.next_report = time + self.hop
         times = np.array([sample[0] for sample in track.samples])
         features = window_features(times, np.array([sample[1] for sample in track.samples]),
-                                   np.array([sample[2] for sample in track.samples]), self.names, self.settings)
+                                   np.array([sample[2] for sample in track.samples]), self.columns, self.settings)
         return StressEstimate(face_id, self.model.probability(features), float(span), len(track.samples))
