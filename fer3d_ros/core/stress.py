@@ -28,6 +28,9 @@ from fer3d_ros.core.tracking import TrackStates
 
 PRIOR_FILE = 'stress_prior.json'
 STATISTICS = ('mean', 'std', 'range', 'slope')
+# Raw coefficients lie in [0, 1]; a little beyond is another regressor's noise, far beyond is garbage
+# that would dominate a whole window's statistics.
+SANE_RANGE = (-0.5, 1.5)
 
 # The behavioural features of the prior; each raises stress in the cited work.
 PRIOR_FEATURES = {
@@ -294,6 +297,10 @@ class StressEstimator:
             return f'{face_id}: expected {len(self.names)} coefficients, got {coefficients.size}'
         if not np.isfinite(coefficients).all():
             return f'{face_id}: coefficients contain NaN or infinity'
+        outside = np.flatnonzero((coefficients < SANE_RANGE[0]) | (coefficients > SANE_RANGE[1]))
+        if outside.size:
+            return (f'{face_id}: coefficients outside [{SANE_RANGE[0]:g}, {SANE_RANGE[1]:g}] '
+                    f'({self.names[outside[0]]} = {coefficients[outside[0]]:g}); expression coefficients lie in [0, 1]')
         track = self.tracks.seen(face_id)
         if track.samples and time <= track.samples[-1][0]:
             return None  # a repeated stamp adds nothing
