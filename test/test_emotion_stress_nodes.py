@@ -197,3 +197,24 @@ def test_stress_node_skips_foreign_names_without_losing_windows_and_follows_a_re
     ros.spin_for(0.1)
     assert len(received) == 3 and node.diagnostics.bad_inputs == 7
 
+
+def test_stress_node_takes_head_poses_from_the_nearest_stamp_within_pose_tolerance(ros, photo_coefficients):
+    node, faces_out, expressions_out, received = stress_graph(ros, window=2.0, hop=0.5, min_fill=0.5)
+
+    def frame(seconds, pose_offset):
+        """A head turning fast (what the prior scores as stress); its FaceArray stamp `pose_offset` s off."""
+        faces = FaceArray(faces=[Face(id='f0001', yaw=float(0.6 * np.sin(2 * np.pi * seconds)))])
+        faces.header.stamp = stamp(seconds + pose_offset)
+        faces_out.publish(faces)
+        count = node.diagnostics.processed
+        expressions_out.publish(expressions(seconds, [('f0001', photo_coefficients['happy'])]))
+        assert ros.spin_until(lambda: node.diagnostics.processed > count)
+
+    for tenth in range(1000, 1011):
+        frame(tenth / 10, 0.001)  # stamped 1 ms apart (a driver re-stamping, or rounding)
+    assert ros.spin_until(lambda: received) and received[0].stresses[0].probability > 0.9
+    assert node.diagnostics.extra['samples_without_pose'] == '0'
+    for tenth in range(1011, 1016):
+        frame(tenth / 10, 0.05)  # beyond pose_tolerance (0.02 s): said, not silent
+    assert node.diagnostics.extra['samples_without_pose'] == '5'
+

@@ -205,6 +205,27 @@ def _check_windowing(window: float, hop: float, min_fill: float, max_rate: float
                          f'hop {hop}, min_fill {min_fill}, max_rate {max_rate}')
 
 
+class PoseHistory:
+    """Head poses (roll, pitch, yaw) per face id of the last `frames` frames, found by stamp.
+
+    A frame's FaceArray and ExpressionArray carry the image's stamp, but a re-stamping driver or a
+    rounding converter can move one by a millisecond: the nearest stamp within `tolerance` seconds
+    is taken (a fraction of a frame, so a neighbouring frame is never taken for it).
+    """
+
+    def __init__(self, tolerance: float = 0.02, frames: int = 64) -> None:
+        self.tolerance = tolerance
+        self._frames: deque[tuple[float, dict[str, tuple[float, float, float]]]] = deque(maxlen=frames)
+
+    def add(self, time: float, poses: dict[str, tuple[float, float, float]]) -> None:
+        self._frames.append((time, poses))
+
+    def at(self, time: float) -> dict[str, tuple[float, float, float]]:
+        """The poses of the frame stamped nearest `time` within the tolerance ({} if there is none)."""
+        nearest = min(self._frames, key=lambda frame: abs(frame[0] - time), default=None)
+        return nearest[1] if nearest and abs(nearest[0] - time) <= self.tolerance else {}
+
+
 @dataclass
 class StressEstimate:
     id: str
