@@ -3,15 +3,19 @@ import cv2
 import numpy as np
 import pytest
 from rclpy.parameter import Parameter
+from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 
 from fer3d_ros.core.detection import default_detector
 from fer3d_ros.core.expression import default_regressor, load_card
 from fer3d_ros.core.face_frontend import FaceFrontEnd
 from fer3d_ros.core.face_template import load_face_template
+from fer3d_ros.core.image_conversion import image_to_numpy, numpy_to_image
 from fer3d_ros.core.landmarks import DlibLandmarker
 from fer3d_ros.core.models import find_model
+from fer3d_ros.core.sample_data import pyfeat_media
 from fer3d_ros.core.tracking import FaceTracker
+from fer3d_ros.core.video import read_frames
 from fer3d_ros.msg import ExpressionArray, Face, FaceArray
 from fer3d_ros.nodes.expression_node import ExpressionNode
 from fer3d_ros.nodes.face_node import FaceNode
@@ -116,23 +120,35 @@ def test_a_track_seen_at_rest_gets_calibrated_and_a_reset_starts_it_again(ros, f
     assert node.diagnostics.extra['calibrated_tracks'] == '1'
 
 
-def test_faces_without_crops_are_reported_and_the_node_keeps_going(ros, front_end):
-    overrides = [Parameter('backend', value='onnxruntime')]
-    node = ros.add(ExpressionNode(context=ros.context, parameter_overrides=overrides))
-    client = ros.node('client')
-    received = []
-    client.create_subscription(ExpressionArray, 'expressions', received.append, 10)
-    publisher = client.create_publisher(FaceArray, 'faces', 10)
-    ros.wait_for_subscribers(publisher)
+def _face(front_end, face_id: str, path=None) -> Face:
+    """A Face message as face_node sends it (bgr8 crop), of a CK+ neutral frame."""
+    face = FaceNode.face_message(_crop(front_end, path or sorted(CKPLUS.glob('neutral/*.png'))[0]), FaceArray().header)
+    face.id = face_id
+    return face
+
+
+def test_a_face_without_a_readable_crop_is_skipped_and_the_others_published(ros, front_end):
+    node, publisher, received = _expression_graph(ros)
+    no_crop, good, yuv = (_face(front_end, face_id) for face_id in ('f0001', 'f0002', 'f0003'))
+    no_crop.crop = Image()
+    yuv.crop.encoding = 'yuv422'
+    out = _send(ros, publisher, received, [no_crop, good, yuv], 0)
+    assert [e.id for e in out.expressions] == ['f0002']
+    assert node.diagnostics.bad_inputs == 2
+    assert "f0003: unsupported image encoding 'yuv422'" in node.diagnostics.last_error
+    out = _send(ros, publisher, received, [no_crop], 1)
+    assert out.expressions == [] and 'f0001: no aligned crop (set face_node' in node.diagnostics.last_error
+
+
+def test_crops_are_read_by_their_encoding(ros, front_end):
+    node, publisher, received = _expression_graph(ros)
     front_end.tracker.reset()
-    observation = _crop(front_end, sorted(CKPLUS.glob('neutral/*.png'))[0])
-    face = FaceNode.face_message(observation, FaceArray().header)
-    no_crop = FaceArray(faces=[Face(id='f0001')])
-    publisher.publish(no_crop)
-    assert ros.spin_until(lambda: node.diagnostics.bad_inputs == 1)
-    assert 'publish_crops' in node.diagnostics.last_error
-    publisher.publish(FaceArray(faces=[face]))
-    assert ros.spin_until(lambda: received) and len(received[0].expressions) == 1
+    colour = front_end.process(next(read_frames(pyfeat_media('WolfgangLanger_Pexels.mp4')))).faces[0]
+    bgr, rgb = (FaceNode.face_message(colour, FaceArray().header) for _ in range(2))
+    rgb.id = 'f0002'
+    rgb.crop = numpy_to_image(image_to_numpy(bgr.crop)[..., ::-1], 'rgb8', rgb.crop.header)
+    out = _send(ros, publisher, received, [bgr, rgb], 0)
+    assert np.allclose(out.expressions[0].coefficients, out.expressions[1].coefficients, atol=1e-5)
 
 
 def _expression_graph(ros, **parameters):

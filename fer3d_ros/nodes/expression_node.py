@@ -16,7 +16,7 @@ from std_srvs.srv import Trigger
 
 from fer3d_ros.core.calibration import CalibrationSettings, Calibrator
 from fer3d_ros.core.expression import default_regressor
-from fer3d_ros.core.image_conversion import ImageConversionError, image_to_numpy
+from fer3d_ros.core.image_conversion import ImageConversionError, message_to_bgr8
 from fer3d_ros.msg import Expression, ExpressionArray, FaceArray
 from fer3d_ros.nodes.common import RELIABLE_QOS, Diagnostics, declare, guarded, run_node
 
@@ -90,6 +90,22 @@ class ExpressionNode(Node):
         response.success, response.message = True, f'calibration of {dropped} track(s) dropped'
         return response
 
+    def read_crop(self, face) -> np.ndarray | None:
+        """The face's aligned crop as bgr8, whatever its encoding; None (reported) if it has none or
+        it cannot be read: that face is skipped, the others of its frame are not."""
+        try:
+            if face.crop.width == 0 or face.crop.height == 0:
+                raise ImageConversionError('no aligned crop (set face_node publish_crops to true)')
+            return message_to_bgr8(face.crop)
+        except ImageConversionError as error:
+            self.bad_face(face.id, f'{error}; skipped')
+            return None
+
+    def bad_face(self, face_id: str, problem: str) -> None:
+        """Count and say (one line a second at most) what was wrong with one face of a frame."""
+        self.diagnostics.bad_input(f'{face_id}: {problem}')
+        self.get_logger().warning(f'face {face_id}: {problem}', throttle_duration_sec=1.0)
+
     def calibrate(self, msg: FaceArray, faces: list, coefficients: np.ndarray) -> list[Expression]:
         """Expression messages with the calibration of every face whose track has one."""
         expressions = [Expression(id=face.id, coefficients=values) for face, values in zip(faces, coefficients)]
@@ -102,8 +118,7 @@ class ExpressionNode(Node):
                 result = self.calibrator.update(face.id, np.reshape(face.landmarks, (68, 2)),
                                                 expression.coefficients, (face.roll, face.pitch, face.yaw))
             except ValueError as error:  # this face stays uncalibrated; the others go on
-                self.diagnostics.bad_input(str(error))
-                self.get_logger().warning(f'not calibrated: {error}', throttle_duration_sec=1.0)
+                self.bad_face(face.id, f'{error}; published uncalibrated')
                 continue
             if result.coefficients is not None:
                 expression.calibrated = result.coefficients
@@ -114,10 +129,9 @@ class ExpressionNode(Node):
     def on_faces(self, msg: FaceArray) -> None:
         start = time.perf_counter()
         faces = [face for face in msg.faces if face.confirmed or not self.only_confirmed]
-        missing = [face.id for face in faces if face.crop.width == 0]
-        if missing:
-            raise ValueError(f'faces {missing} carry no aligned crop: set face_node publish_crops to true')
-        coefficients = self.regressor.predict([image_to_numpy(face.crop) for face in faces])
+        readable = [(face, crop) for face in faces if (crop := self.read_crop(face)) is not None]
+        faces = [face for face, _ in readable]
+        coefficients = self.regressor.predict([crop for _, crop in readable])
         self.publisher.publish(ExpressionArray(
             header=msg.header, model_id=self.regressor.card.model_id,
             names=list(self.regressor.card.expression_names),
