@@ -128,8 +128,10 @@ def test_bad_input_is_refused_with_the_reason():
     calibrator = Calibrator(N_COEFFICIENTS)
     calibrator.new_frame(0.0)
     points, coefficients, angles, _ = SyntheticPerson(7).frame()
-    with pytest.raises(ValueError, match='68 finite'):
+    with pytest.raises(ValueError, match=r'expected 68 \(x, y\) landmarks, got 20 values'):
         calibrator.update('f1', points[:10], coefficients)
+    with pytest.raises(ValueError, match='non-finite landmarks'):
+        calibrator.update('f1', np.where(np.arange(68)[:, None] == 30, np.nan, points), coefficients)
     with pytest.raises(ValueError, match='less than 2 px'):
         calibrator.update('f1', np.zeros((68, 2)), coefficients)
     with pytest.raises(ValueError, match='55 finite coefficients'):

@@ -140,6 +140,16 @@ def test_a_face_without_a_readable_crop_is_skipped_and_the_others_published(ros,
     assert out.expressions == [] and 'f0001: no aligned crop (set face_node' in node.diagnostics.last_error
 
 
+def test_a_face_with_non_finite_landmarks_is_published_uncalibrated_with_a_clear_reason(ros, front_end):
+    node, publisher, received = _expression_graph(ros)
+    nan, good = _face(front_end, 'f0001'), _face(front_end, 'f0002')
+    nan.landmarks[60] = float('nan')
+    out = _send(ros, publisher, received, [nan, good], 0)
+    assert [(e.id, len(e.calibrated)) for e in out.expressions] == [('f0001', 0), ('f0002', 55)]
+    assert node.diagnostics.bad_inputs == 1 and node.diagnostics.last_error == (
+        'f0001: non-finite landmarks (NaN or infinity): cannot fit a face to them; published uncalibrated')
+
+
 def test_crops_are_read_by_their_encoding(ros, front_end):
     node, publisher, received = _expression_graph(ros)
     front_end.tracker.reset()

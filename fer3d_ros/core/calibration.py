@@ -193,14 +193,18 @@ class Calibrator:
 
     def update(self, face_id: str, landmarks: np.ndarray, coefficients: np.ndarray,
                angles: np.ndarray | None = None) -> Calibrated:
-        """One face of the current frame: landmarks (68, 2) px, coefficients (n,), (roll, pitch, yaw) rad."""
+        """One face of the current frame: landmarks (68, 2) px (or flat), coefficients (n,), (roll, pitch, yaw)
+        rad. Raises ValueError saying what is wrong with the face's input (the caller names the face)."""
         landmarks, coefficients = np.asarray(landmarks, np.float64), np.asarray(coefficients, np.float32)
-        if landmarks.shape != (68, 2) or not np.isfinite(landmarks).all():
-            raise ValueError(f'{face_id}: expected 68 finite (x, y) landmarks, got {landmarks.shape}')
+        if landmarks.size != 136:
+            raise ValueError(f'expected 68 (x, y) landmarks, got {landmarks.size} values')
+        landmarks = landmarks.reshape(68, 2)
+        if not np.isfinite(landmarks).all():
+            raise ValueError('non-finite landmarks (NaN or infinity): cannot fit a face to them')
         if np.ptp(landmarks, axis=0).min() < 2.0:
-            raise ValueError(f'{face_id}: landmarks span less than 2 px (none were set?): cannot fit a face to them')
+            raise ValueError('landmarks span less than 2 px (none were set?): cannot fit a face to them')
         if coefficients.shape != (self.n_coefficients,) or not np.isfinite(coefficients).all():
-            raise ValueError(f'{face_id}: expected {self.n_coefficients} finite coefficients, got {coefficients.shape}')
+            raise ValueError(f'expected {self.n_coefficients} finite coefficients, got {coefficients.shape}')
         track = self.tracks.seen(face_id)
         activity = track.identity.activity_mm(track.identity.update(landmarks))
         frontal = angles is None or np.all(np.abs(np.asarray(angles)[1:]) <= np.radians(self.settings.max_angle_deg))

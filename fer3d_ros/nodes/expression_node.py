@@ -115,8 +115,8 @@ class ExpressionNode(Node):
             self.get_logger().info('time went backwards (a replayed bag?): calibration of every track restarted')
         for face, expression in zip(faces, expressions):
             try:
-                result = self.calibrator.update(face.id, np.reshape(face.landmarks, (68, 2)),
-                                                expression.coefficients, (face.roll, face.pitch, face.yaw))
+                result = self.calibrator.update(face.id, face.landmarks, expression.coefficients,
+                                                (face.roll, face.pitch, face.yaw))
             except ValueError as error:  # this face stays uncalibrated; the others go on
                 self.bad_face(face.id, f'{error}; published uncalibrated')
                 continue
