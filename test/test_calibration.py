@@ -124,6 +124,15 @@ def test_memory_per_track_is_bounded():
     assert track.baseline.count == 50 and track.baseline._coefficients.shape == (50, N_COEFFICIENTS)
 
 
+def test_at_most_max_tracks_are_calibrated_the_least_recently_seen_dropped_first():
+    calibrator = Calibrator(N_COEFFICIENTS, max_tracks=3)
+    people = {face_id: SyntheticPerson(seed) for seed, face_id in enumerate(('a', 'b', 'c', 'd'))}
+    feed(calibrator, {face_id: people[face_id] for face_id in 'abc'}, 2)
+    feed(calibrator, {'a': people['a']}, 1, start=0.1)
+    feed(calibrator, {'d': people['d']}, 1, start=0.2)
+    assert sorted(calibrator.tracks) == ['a', 'c', 'd']
+
+
 def test_bad_input_is_refused_with_the_reason():
     calibrator = Calibrator(N_COEFFICIENTS)
     calibrator.new_frame(0.0)

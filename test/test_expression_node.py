@@ -150,6 +150,23 @@ def test_a_face_with_non_finite_landmarks_is_published_uncalibrated_with_a_clear
         'f0001: non-finite landmarks (NaN or infinity): cannot fit a face to them; published uncalibrated')
 
 
+def test_max_faces_keeps_the_largest_faces_and_counts_the_others(ros, front_end):
+    node, publisher, received = _expression_graph(ros, max_faces=2)
+    faces = [_face(front_end, f'f{k:04d}') for k in range(5)]
+    for face, width in zip(faces, (40, 90, 60, 20, 80)):
+        face.width = face.height = float(width)
+    assert [e.id for e in _send(ros, publisher, received, faces, 0).expressions] == ['f0001', 'f0004']
+    assert node.diagnostics.dropped == 3
+    assert ros.set_parameters('/expression_node', max_faces=4).successful
+    assert [e.id for e in _send(ros, publisher, received, faces, 1).expressions] == ['f0000', 'f0001', 'f0002', 'f0004']
+    for face in faces:  # five new tracks
+        face.id = 'g' + face.id[1:]
+    _send(ros, publisher, received, faces, 2)
+    assert len(node.calibrator) == 8  # calibration kept for 2 x max_faces tracks, the most recently seen
+    refused = ros.set_parameters('/expression_node', max_faces=0)
+    assert not refused.successful and 'Min: 1' in refused.reason
+
+
 def test_crops_are_read_by_their_encoding(ros, front_end):
     node, publisher, received = _expression_graph(ros)
     front_end.tracker.reset()

@@ -158,11 +158,13 @@ class Calibrator:
     """Calibration of every tracked face, fed one frame at a time."""
 
     def __init__(self, n_coefficients: int, settings: CalibrationSettings = CalibrationSettings(),
-                 model: LandmarkModel | None = None, forget_after: float = 2.0) -> None:
+                 model: LandmarkModel | None = None, forget_after: float = 2.0, max_tracks: int | None = None) -> None:
+        """`max_tracks`: most tracks calibrated at once (the least recently seen are dropped beyond it);
+        each holds ~170 kB."""
         settings.check()
         self.n_coefficients, self.settings = n_coefficients, settings
         self.model = model or load_landmark_model()
-        self.tracks = TrackStates(self._new_track, forget_after)
+        self.tracks = TrackStates(self._new_track, forget_after, max_tracks)
 
     def _new_track(self) -> TrackCalibration:
         return TrackCalibration(TrackIdentity(self.model, self.settings),

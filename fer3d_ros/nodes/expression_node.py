@@ -20,6 +20,10 @@ from fer3d_ros.core.image_conversion import ImageConversionError, message_to_bgr
 from fer3d_ros.msg import Expression, ExpressionArray, FaceArray
 from fer3d_ros.nodes.common import RELIABLE_QOS, Diagnostics, declare, guarded, run_node
 
+# Calibration is kept for at most this many tracks per max_faces (the least recently seen dropped):
+# a crowd whose faces flicker around the limit, or a flood of new ids, cannot grow memory unbounded.
+CALIBRATED_TRACKS_PER_FACE = 2
+
 
 class ExpressionNode(Node):
     def __init__(self, **kwargs) -> None:
@@ -38,6 +42,11 @@ class ExpressionNode(Node):
         self.only_confirmed = declare(self, 'only_confirmed', False,
                                       'Skip faces whose track is not confirmed yet (Face.confirmed).',
                                       on_change=lambda value: setattr(self, 'only_confirmed', value))
+        self.max_faces = declare(self, 'max_faces', 32,
+                                 'Most faces of a FaceArray that are processed; beyond it the largest boxes are kept. '
+                                 'Each face costs inference and calibration time (~15 ms on a CPU) and calibration '
+                                 'memory, so one crowded or malformed frame cannot stall the node.',
+                                 minimum=1, maximum=1000, on_change=self.set_max_faces)
         queue_size = declare(self, 'queue_size', 1,
                              'FaceArrays waiting while the network runs; older ones are dropped, so the '
                              'output stays current when inference is slower than the camera.',
@@ -78,7 +87,13 @@ class ExpressionNode(Node):
                                'Seconds after which a face that left the view loses its calibration.',
                                minimum=0.01, maximum=3600.0,
                                on_change=lambda value: self.calibrator.configure(forget_after=value))
-        return Calibrator(len(self.regressor.card.expression_names), settings, forget_after=forget_after)
+        return Calibrator(len(self.regressor.card.expression_names), settings, forget_after=forget_after,
+                          max_tracks=CALIBRATED_TRACKS_PER_FACE * self.max_faces)
+
+    def set_max_faces(self, value: int) -> None:
+        self.max_faces = value
+        if self.calibrator is not None:
+            self.calibrator.tracks.max_states = CALIBRATED_TRACKS_PER_FACE * value
 
     def on_reset_calibration(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         if self.calibrator is None:
@@ -89,6 +104,17 @@ class ExpressionNode(Node):
         self.get_logger().info(f'calibration reset on request: {dropped} track(s) start again')
         response.success, response.message = True, f'calibration of {dropped} track(s) dropped'
         return response
+
+    def largest(self, faces: list) -> list:
+        """The max_faces faces with the largest boxes, in their order; the others are counted and said."""
+        if len(faces) <= self.max_faces:
+            return faces
+        areas = np.nan_to_num([face.width * face.height for face in faces], nan=0.0)
+        kept = np.sort(np.argsort(-areas, kind='stable')[:self.max_faces])
+        self.diagnostics.dropped += len(faces) - self.max_faces
+        self.get_logger().warning(f'{len(faces)} faces in one frame, more than max_faces ({self.max_faces}): '
+                                  'only the largest processed', throttle_duration_sec=1.0)
+        return [faces[k] for k in kept]
 
     def read_crop(self, face) -> np.ndarray | None:
         """The face's aligned crop as bgr8, whatever its encoding; None (reported) if it has none or
@@ -128,7 +154,7 @@ class ExpressionNode(Node):
 
     def on_faces(self, msg: FaceArray) -> None:
         start = time.perf_counter()
-        faces = [face for face in msg.faces if face.confirmed or not self.only_confirmed]
+        faces = self.largest([face for face in msg.faces if face.confirmed or not self.only_confirmed])
         readable = [(face, crop) for face in faces if (crop := self.read_crop(face)) is not None]
         faces = [face for face, _ in readable]
         coefficients = self.regressor.predict([crop for _, crop in readable])
