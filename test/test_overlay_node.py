@@ -119,3 +119,35 @@ def test_annotate_draws_box_landmarks_and_bars_in_place():
     below = drawn[y1 + 2:, x0:x1 + 1]
     assert below.sum() > 200  # emotion text and bar, stress text and bar
     assert drawn[110:, 200:301].sum() == 0  # a face without emotion or stress has nothing under it
+
+
+def test_annotate_leaves_out_non_finite_or_absurd_values_and_draws_the_rest():
+    image = np.zeros((240, 320, 3), np.uint8)
+    landmarks = landmarks_in(BOX)
+    landmarks[0], landmarks[1] = np.nan, 1e30
+    problems = annotate(image, [
+        FaceAnnotation('f0001', BOX, landmarks, emotion='happy', confidence=float('nan'), stress=0.9),
+        FaceAnnotation('f0002', (np.inf, 20, 1e30, 100), landmarks_in((200, 20, 300, 100)), emotion='sad',
+                       confidence=0.5, stress=float('nan'))])
+    assert problems == ['f0001: 2 landmarks, emotion confidence nan not drawn',
+                        'f0002: box (inf, 20, 1e+30, 100), stress nan not drawn']
+    x0, y0, x1, y1 = BOX
+    drawn = image.any(axis=2)
+    assert drawn[y0, x0:x1].all() and drawn[y1 + 2:, x0:x1 + 1].sum() > 200  # box, emotion text, stress bar
+    assert drawn[30, 210] and not drawn[100, 200:301].any()  # f0002: its landmarks, not its box
+    assert drawn[101:, 200:301].sum() == 0  # nor bars: they go under a box
+
+
+def test_a_face_with_non_finite_values_is_drawn_without_them_and_said_once(ros):
+    graph = Graph(ros)
+    image, faces, emotions, stress = frame(1)
+    emotions.emotions[0].confidence = float('nan')
+    graph.send(image, faces, emotions, stress)
+    image, faces, emotions, stress = frame(2)
+    faces.faces[0].width, faces.faces[0].landmarks[0] = float('inf'), 1e30
+    graph.send(image, faces, emotions, stress)
+    assert ros.spin_until(lambda: len(graph.received) == 2)
+    diagnostics = graph.node.diagnostics
+    assert diagnostics.bad_inputs == 2
+    assert diagnostics.last_error == 'f0001: box (40, 30, inf, 110), 1 landmarks not drawn'
+

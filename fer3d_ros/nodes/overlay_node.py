@@ -121,7 +121,10 @@ class OverlayNode(Node):
         image = np.array(message_to_bgr8(source))  # a copy: never draw into the received message
         own_frame = self.emotions.pop(key, None)
         emotion_of = {**self.latest_emotions, **{e.id: e for e in (own_frame.emotions if own_frame else [])}}
-        annotate(image, face_annotations(faces, emotion_of, self.latest_stress))
+        problems = annotate(image, face_annotations(faces, emotion_of, self.latest_stress))
+        if problems:  # a broken upstream node: the frame is drawn without what could not be
+            self.diagnostics.bad_input('; '.join(problems))
+            self.get_logger().warning('; '.join(problems), throttle_duration_sec=1.0)
         self.publisher.publish(numpy_to_image(image, 'bgr8', source.header))
         self.diagnostics.record(time.perf_counter() - start)
 
