@@ -73,7 +73,6 @@ class StressNode(Node):
         self.diagnostics.extra['tracked_faces'] = str(len(self.estimator.tracks))
         self.diagnostics.record(time.perf_counter() - start)
 
-
     def report_missing_poses(self, face_ids: list[str]) -> None:
         """Faces scored without head movement (those features then count as typical): said, not silent."""
         if not face_ids:
