@@ -5,8 +5,11 @@ import time
 from collections.abc import Callable
 
 import rclpy
+from rcl_interfaces.msg import SetParametersResult
+from rcl_interfaces.srv import SetParameters
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 
 
 class RosHarness:
@@ -17,6 +20,7 @@ class RosHarness:
         rclpy.init(context=self.context)
         self.executor = SingleThreadedExecutor(context=self.context)
         self._nodes: list[Node] = []
+        self._parameter_client: Node | None = None
 
     def node(self, name: str, **kwargs) -> Node:
         """A plain node in this context, spun by this harness."""
@@ -45,6 +49,23 @@ class RosHarness:
         """Block until `publisher` has matched `count` subscriptions (else fail loudly)."""
         if not self.spin_until(lambda: publisher.get_subscription_count() >= count, timeout):
             raise TimeoutError(f'no subscriber matched {publisher.topic_name} within {timeout} s')
+
+    def set_parameters(self, node: str, **values) -> SetParametersResult:
+        """Set parameters of `node` (e.g. '/face_node') through its set_parameters service, as
+        `ros2 param set` does; dots in names are written as '__' (calibration__max_activity_mm).
+        Returns the result of the first refused parameter, else a successful one."""
+        self._parameter_client = self._parameter_client or self.node('parameter_client')
+        client = self._parameter_client.create_client(SetParameters, f'{node}/set_parameters')
+        try:
+            if not client.wait_for_service(timeout_sec=10.0):
+                raise TimeoutError(f'{node}/set_parameters is not served')
+            future = client.call_async(SetParameters.Request(parameters=[
+                Parameter(name.replace('__', '.'), value=value).to_parameter_msg() for name, value in values.items()]))
+            if not self.spin_until(future.done):
+                raise TimeoutError(f'{node}/set_parameters did not answer')
+        finally:
+            self._parameter_client.destroy_client(client)
+        return next((r for r in future.result().results if not r.successful), SetParametersResult(successful=True))
 
     def close(self) -> None:
         for node in self._nodes:

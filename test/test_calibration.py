@@ -124,12 +124,23 @@ def test_memory_per_track_is_bounded():
     assert track.baseline.count == 50 and track.baseline._coefficients.shape == (50, N_COEFFICIENTS)
 
 
+def test_at_most_max_tracks_are_calibrated_the_least_recently_seen_dropped_first():
+    calibrator = Calibrator(N_COEFFICIENTS, max_tracks=3)
+    people = {face_id: SyntheticPerson(seed) for seed, face_id in enumerate(('a', 'b', 'c', 'd'))}
+    feed(calibrator, {face_id: people[face_id] for face_id in 'abc'}, 2)
+    feed(calibrator, {'a': people['a']}, 1, start=0.1)
+    feed(calibrator, {'d': people['d']}, 1, start=0.2)
+    assert sorted(calibrator.tracks) == ['a', 'c', 'd']
+
+
 def test_bad_input_is_refused_with_the_reason():
     calibrator = Calibrator(N_COEFFICIENTS)
     calibrator.new_frame(0.0)
     points, coefficients, angles, _ = SyntheticPerson(7).frame()
-    with pytest.raises(ValueError, match='68 finite'):
+    with pytest.raises(ValueError, match=r'expected 68 \(x, y\) landmarks, got 20 values'):
         calibrator.update('f1', points[:10], coefficients)
+    with pytest.raises(ValueError, match='non-finite landmarks'):
+        calibrator.update('f1', np.where(np.arange(68)[:, None] == 30, np.nan, points), coefficients)
     with pytest.raises(ValueError, match='less than 2 px'):
         calibrator.update('f1', np.zeros((68, 2)), coefficients)
     with pytest.raises(ValueError, match='55 finite coefficients'):

@@ -84,6 +84,40 @@ def test_emotion_node_uses_the_calibrated_classifier_only_for_mature_calibration
     assert not np.allclose(mature.probabilities, immature.probabilities)
 
 
+def test_emotion_smoothing_changes_at_run_time_and_model_files_need_a_restart(ros, photo_coefficients):
+    publisher, received = unsmoothed_emotion_node(ros)
+    publisher.publish(expressions(1.0, [('f0001', photo_coefficients['happy'])]))
+    publisher.publish(expressions(1.1, [('f0001', photo_coefficients['anger'])]))
+    assert ros.spin_until(lambda: len(received) == 2) and received[1].emotions[0].label == Emotion.ANGER
+    assert ros.set_parameters('/emotion_node', smoothing__time_constant=60.0).successful
+    publisher.publish(expressions(1.2, [('f0001', photo_coefficients['happy'])]))
+    assert ros.spin_until(lambda: len(received) == 3)
+    assert received[2].emotions[0].label == Emotion.ANGER  # one frame barely moves a 60 s average
+    out_of_range = ros.set_parameters('/emotion_node', smoothing__time_constant=-1.0)
+    assert not out_of_range.successful and 'Min: 0.0, Max: 60.0' in out_of_range.reason
+    refused = ros.set_parameters('/emotion_node', model='/other/classifier.npz')
+    assert not refused.successful and 'read-only' in refused.reason
+
+
+def test_stress_window_filling_changes_at_run_time(ros, photo_coefficients):
+    node = ros.add(StressNode(context=ros.context, parameter_overrides=[
+        Parameter('window', value=2.0), Parameter('hop', value=0.5), Parameter('min_fill', value=1.0)]))
+    client = ros.node('client')
+    received = []
+    client.create_subscription(StressArray, 'stress', received.append, 100)
+    publisher = client.create_publisher(ExpressionArray, 'expressions', 100)
+    ros.wait_for_subscribers(publisher)
+    for count, seconds in enumerate(np.arange(100.0, 101.55, 0.1), start=1):  # 1.5 s: not yet a full 2 s window
+        publisher.publish(expressions(seconds, [('f0001', photo_coefficients['happy'])]))
+        assert ros.spin_until(lambda: node.diagnostics.processed == count)
+    assert received == []
+    assert ros.set_parameters('/stress_node', min_fill=0.5).successful
+    publisher.publish(expressions(101.6, [('f0001', photo_coefficients['happy'])]))
+    assert ros.spin_until(lambda: received) and received[0].stresses[0].window_seconds == pytest.approx(1.6)
+    out_of_range = ros.set_parameters('/stress_node', window=601.0)
+    assert not out_of_range.successful and 'Max: 600.0' in out_of_range.reason
+
+
 def test_stress_node_reports_full_windows_with_pose_and_restarts_on_replay(ros, photo_coefficients):
     ros.add(StressNode(context=ros.context, parameter_overrides=[
         Parameter('window', value=2.0), Parameter('hop', value=0.5), Parameter('min_fill', value=0.5)]))
@@ -118,3 +152,69 @@ def test_stress_node_reports_full_windows_with_pose_and_restarts_on_replay(ros, 
         frame(seconds)
     ros.spin_for(0.3)
     assert len(received) == count
+
+
+def stress_graph(ros, **parameters):
+    """A stress_node, publishers of FaceArrays and ExpressionArrays to it and the StressArrays it sent."""
+    node = ros.add(StressNode(context=ros.context, parameter_overrides=[
+        Parameter(name, value=value) for name, value in parameters.items()]))
+    client = ros.node('client')
+    received = []
+    client.create_subscription(StressArray, 'stress', received.append, 100)
+    faces_out = client.create_publisher(FaceArray, 'faces', 100)
+    expressions_out = client.create_publisher(ExpressionArray, 'expressions', 100)
+    ros.wait_for_subscribers(expressions_out)
+    ros.wait_for_subscribers(faces_out)
+    return node, faces_out, expressions_out, received
+
+
+def test_stress_node_skips_foreign_names_without_losing_windows_and_follows_a_reordered_model(
+        ros, photo_coefficients):
+    node, _, publisher, received = stress_graph(ros, window=2.0, hop=0.5, min_fill=0.5)
+    happy = photo_coefficients['happy']
+    glitch = ['JawOpen' if name == 'jawOpen' else name for name in NAMES]
+
+    def send(seconds, coefficients=happy, names=NAMES):
+        count = node.diagnostics.processed + node.diagnostics.bad_inputs
+        publisher.publish(expressions(seconds, [('f0001', coefficients)], names=names))
+        assert ros.spin_until(lambda: node.diagnostics.processed + node.diagnostics.bad_inputs > count)
+
+    for tenth in range(1000, 1011):  # 100.0 .. 101.0 s: the first estimate at 101.0
+        send(tenth / 10)
+    send(101.05, names=glitch)  # one message from a regressor with other names
+    assert node.diagnostics.bad_inputs == 1
+    assert all(text in node.diagnostics.last_error for text in ('jawOpen', 'JawOpen', 'stress-prior-v1'))
+    for tenth in range(1011, 1016):
+        send(tenth / 10)
+    assert ros.spin_until(lambda: len(received) == 2)
+    assert [r.header.stamp.sec + r.header.stamp.nanosec * 1e-9 for r in received] == pytest.approx([101.0, 101.5])
+    assert received[-1].stresses[0].window_seconds == pytest.approx(1.5)  # the window went on
+    for tenth in range(1016, 1021):  # expression_node restarted with a model giving the names in another order
+        send(tenth / 10, happy[::-1], NAMES[::-1])
+    assert ros.spin_until(lambda: len(received) == 3) and received[-1].stresses[0].window_seconds > 1.8
+    for tenth in range(1021, 1027):  # names that stay foreign: skipped and reported, never scored
+        send(tenth / 10, names=glitch)
+    ros.spin_for(0.1)
+    assert len(received) == 3 and node.diagnostics.bad_inputs == 7
+
+
+def test_stress_node_takes_head_poses_from_the_nearest_stamp_within_pose_tolerance(ros, photo_coefficients):
+    node, faces_out, expressions_out, received = stress_graph(ros, window=2.0, hop=0.5, min_fill=0.5)
+
+    def frame(seconds, pose_offset):
+        """A head turning fast (what the prior scores as stress); its FaceArray stamp `pose_offset` s off."""
+        faces = FaceArray(faces=[Face(id='f0001', yaw=float(0.6 * np.sin(2 * np.pi * seconds)))])
+        faces.header.stamp = stamp(seconds + pose_offset)
+        faces_out.publish(faces)
+        count = node.diagnostics.processed
+        expressions_out.publish(expressions(seconds, [('f0001', photo_coefficients['happy'])]))
+        assert ros.spin_until(lambda: node.diagnostics.processed > count)
+
+    for tenth in range(1000, 1011):
+        frame(tenth / 10, 0.001)  # stamped 1 ms apart (a driver re-stamping, or rounding)
+    assert ros.spin_until(lambda: received) and received[0].stresses[0].probability > 0.9
+    assert node.diagnostics.extra['samples_without_pose'] == '0'
+    for tenth in range(1011, 1016):
+        frame(tenth / 10, 0.05)  # beyond pose_tolerance (0.02 s): said, not silent
+    assert node.diagnostics.extra['samples_without_pose'] == '5'
+

@@ -3,15 +3,19 @@ import cv2
 import numpy as np
 import pytest
 from rclpy.parameter import Parameter
+from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 
 from fer3d_ros.core.detection import default_detector
 from fer3d_ros.core.expression import default_regressor, load_card
 from fer3d_ros.core.face_frontend import FaceFrontEnd
 from fer3d_ros.core.face_template import load_face_template
+from fer3d_ros.core.image_conversion import image_to_numpy, numpy_to_image
 from fer3d_ros.core.landmarks import DlibLandmarker
 from fer3d_ros.core.models import find_model
+from fer3d_ros.core.sample_data import pyfeat_media
 from fer3d_ros.core.tracking import FaceTracker
+from fer3d_ros.core.video import read_frames
 from fer3d_ros.msg import ExpressionArray, Face, FaceArray
 from fer3d_ros.nodes.expression_node import ExpressionNode
 from fer3d_ros.nodes.face_node import FaceNode
@@ -116,23 +120,102 @@ def test_a_track_seen_at_rest_gets_calibrated_and_a_reset_starts_it_again(ros, f
     assert node.diagnostics.extra['calibrated_tracks'] == '1'
 
 
-def test_faces_without_crops_are_reported_and_the_node_keeps_going(ros, front_end):
-    overrides = [Parameter('backend', value='onnxruntime')]
+def _face(front_end, face_id: str, path=None) -> Face:
+    """A Face message as face_node sends it (bgr8 crop), of a CK+ neutral frame."""
+    face = FaceNode.face_message(_crop(front_end, path or sorted(CKPLUS.glob('neutral/*.png'))[0]), FaceArray().header)
+    face.id = face_id
+    return face
+
+
+def test_a_face_without_a_readable_crop_is_skipped_and_the_others_published(ros, front_end):
+    node, publisher, received = _expression_graph(ros)
+    no_crop, good, yuv = (_face(front_end, face_id) for face_id in ('f0001', 'f0002', 'f0003'))
+    no_crop.crop = Image()
+    yuv.crop.encoding = 'yuv422'
+    out = _send(ros, publisher, received, [no_crop, good, yuv], 0)
+    assert [e.id for e in out.expressions] == ['f0002']
+    assert node.diagnostics.bad_inputs == 2
+    assert "f0003: unsupported image encoding 'yuv422'" in node.diagnostics.last_error
+    out = _send(ros, publisher, received, [no_crop], 1)
+    assert out.expressions == [] and 'f0001: no aligned crop (set face_node' in node.diagnostics.last_error
+
+
+def test_a_face_with_non_finite_landmarks_is_published_uncalibrated_with_a_clear_reason(ros, front_end):
+    node, publisher, received = _expression_graph(ros)
+    nan, good = _face(front_end, 'f0001'), _face(front_end, 'f0002')
+    nan.landmarks[60] = float('nan')
+    out = _send(ros, publisher, received, [nan, good], 0)
+    assert [(e.id, len(e.calibrated)) for e in out.expressions] == [('f0001', 0), ('f0002', 55)]
+    assert node.diagnostics.bad_inputs == 1 and node.diagnostics.last_error == (
+        'f0001: non-finite landmarks (NaN or infinity): cannot fit a face to them; published uncalibrated')
+
+
+def test_max_faces_keeps_the_largest_faces_and_counts_the_others(ros, front_end):
+    node, publisher, received = _expression_graph(ros, max_faces=2)
+    faces = [_face(front_end, f'f{k:04d}') for k in range(5)]
+    for face, width in zip(faces, (40, 90, 60, 20, 80)):
+        face.width = face.height = float(width)
+    assert [e.id for e in _send(ros, publisher, received, faces, 0).expressions] == ['f0001', 'f0004']
+    assert node.diagnostics.dropped == 3
+    assert ros.set_parameters('/expression_node', max_faces=4).successful
+    assert [e.id for e in _send(ros, publisher, received, faces, 1).expressions] == ['f0000', 'f0001', 'f0002', 'f0004']
+    for face in faces:  # five new tracks
+        face.id = 'g' + face.id[1:]
+    _send(ros, publisher, received, faces, 2)
+    assert len(node.calibrator) == 8  # calibration kept for 2 x max_faces tracks, the most recently seen
+    refused = ros.set_parameters('/expression_node', max_faces=0)
+    assert not refused.successful and 'Min: 1' in refused.reason
+
+
+def test_crops_are_read_by_their_encoding(ros, front_end):
+    node, publisher, received = _expression_graph(ros)
+    front_end.tracker.reset()
+    colour = front_end.process(next(read_frames(pyfeat_media('WolfgangLanger_Pexels.mp4')))).faces[0]
+    bgr, rgb = (FaceNode.face_message(colour, FaceArray().header) for _ in range(2))
+    rgb.id = 'f0002'
+    rgb.crop = numpy_to_image(image_to_numpy(bgr.crop)[..., ::-1], 'rgb8', rgb.crop.header)
+    out = _send(ros, publisher, received, [bgr, rgb], 0)
+    assert np.allclose(out.expressions[0].coefficients, out.expressions[1].coefficients, atol=1e-5)
+
+
+def _expression_graph(ros, **parameters):
+    """An expression_node (ONNX Runtime), a publisher of FaceArrays to it and the ExpressionArrays it sent."""
+    overrides = [Parameter(name, value=value) for name, value in {'backend': 'onnxruntime', **parameters}.items()]
     node = ros.add(ExpressionNode(context=ros.context, parameter_overrides=overrides))
     client = ros.node('client')
     received = []
-    client.create_subscription(ExpressionArray, 'expressions', received.append, 10)
-    publisher = client.create_publisher(FaceArray, 'faces', 10)
+    client.create_subscription(ExpressionArray, 'expressions', received.append, 50)
+    publisher = client.create_publisher(FaceArray, 'faces', 50)
     ros.wait_for_subscribers(publisher)
-    front_end.tracker.reset()
-    observation = _crop(front_end, sorted(CKPLUS.glob('neutral/*.png'))[0])
-    face = FaceNode.face_message(observation, FaceArray().header)
-    no_crop = FaceArray(faces=[Face(id='f0001')])
-    publisher.publish(no_crop)
-    assert ros.spin_until(lambda: node.diagnostics.bad_inputs == 1)
-    assert 'publish_crops' in node.diagnostics.last_error
-    publisher.publish(FaceArray(faces=[face]))
-    assert ros.spin_until(lambda: received) and len(received[0].expressions) == 1
+    return node, publisher, received
+
+
+def _send(ros, publisher, received, faces, frame: int) -> ExpressionArray:
+    """Publish one FaceArray (frame n of a 30 frames/s stream) and return the ExpressionArray it gave."""
+    msg = FaceArray(faces=faces)
+    msg.header.stamp.sec, msg.header.stamp.nanosec = frame // 30, (frame % 30) * 33_333_333
+    count = len(received)
+    publisher.publish(msg)
+    assert ros.spin_until(lambda: len(received) > count, timeout=10.0)
+    return received[-1]
+
+
+def test_only_confirmed_and_calibration_thresholds_change_at_run_time(ros, front_end):
+    node, publisher, received = _expression_graph(ros)
+    neutral = FaceNode.face_message(_crop(front_end, sorted(CKPLUS.glob('neutral/*.png'))[0]), FaceArray().header)
+    for frame in range(5):
+        out = _send(ros, publisher, received, [neutral], frame)
+    assert out.expressions[0].calibration_confidence == pytest.approx(1 - np.exp(-5 / 30), abs=1e-6)
+    assert ros.set_parameters('/expression_node', calibration__frames_for_confidence=1.0).successful
+    out = _send(ros, publisher, received, [neutral], 5)  # the track's evidence now counts for more
+    assert out.expressions[0].calibration_confidence == pytest.approx(1 - np.exp(-6), abs=1e-6)
+    assert not neutral.confirmed and ros.set_parameters('/expression_node', only_confirmed=True).successful
+    assert _send(ros, publisher, received, [neutral], 6).expressions == []
+    out_of_range = ros.set_parameters('/expression_node', calibration__max_activity_mm=50.0)
+    assert not out_of_range.successful and 'Max: 20.0' in out_of_range.reason
+    refused = ros.set_parameters('/expression_node', calibration__window=10)
+    assert not refused.successful and 'read-only' in refused.reason
+    assert 'restart the node' in node.describe_parameter('calibration.window').description
 
 
 def test_missing_model_stops_the_node_with_a_clear_message(ros):

@@ -89,6 +89,26 @@ def test_absurd_parameters_are_refused_at_start(ros):
         FaceNode(context=ros.context, parameter_overrides=[Parameter('crop_size', value=-5)])
 
 
+def test_thresholds_change_at_run_time_within_their_range_and_model_files_need_a_restart(ros):
+    """Through the parameter service, as `ros2 param set /face_node detector.score_threshold 0.9` does."""
+    node, publisher, received = _start(ros)
+    image = numpy_to_image(_frame(), 'bgr8')
+    _send(ros, publisher, received, image, 1)
+    (face,) = received[-1].faces
+    assert ros.set_parameters('/face_node', detector__score_threshold=(face.confidence + 1.0) / 2).successful
+    _send(ros, publisher, received, image, 2)
+    assert received[-1].faces == []  # the face scores below the raised threshold
+    out_of_range = ros.set_parameters('/face_node', detector__score_threshold=1.5)
+    assert not out_of_range.successful and 'Min: 0.0, Max: 1.0' in out_of_range.reason
+    assert ros.set_parameters('/face_node', detector__score_threshold=0.5, tracking__confirm_frames=1).successful
+    _send(ros, publisher, received, image, 3)
+    assert received[-1].faces[0].confirmed  # a new track, confirmed on its first frame
+    refused = ros.set_parameters('/face_node', detector__model='/other/retinaface.onnx')
+    assert not refused.successful and 'read-only' in refused.reason
+    assert 'restart the node' in node.describe_parameter('detector.model').description
+    assert node.get_parameter('detector.score_threshold').value == 0.5
+
+
 INSTALLED_NODE = Path(sys.prefix) / 'lib' / 'fer3d_ros' / 'face_node'
 CONFIG = Path(__file__).resolve().parents[1] / 'config' / 'face.yaml'
 

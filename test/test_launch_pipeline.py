@@ -18,7 +18,7 @@ from sensor_msgs.msg import Image
 from fer3d_ros.core.image_conversion import numpy_to_image
 from fer3d_ros.core.sample_data import pyfeat_media
 from fer3d_ros.core.video import read_frames
-from fer3d_ros.msg import EmotionArray, StressArray
+from fer3d_ros.msg import EmotionArray, ExpressionArray, StressArray
 from fer3d_ros.nodes.pipeline import STAGES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,8 +100,8 @@ def clip_frame() -> np.ndarray:
     return next(read_frames(pyfeat_media('WolfgangLanger_Pexels.mp4')))
 
 
-def start_pipeline(*arguments: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(INSTALL / 'lib/fer3d_ros/fer3d_pipeline'), *arguments],
+def start_pipeline(*arguments: str, executable: str = 'fer3d_pipeline') -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(INSTALL / 'lib/fer3d_ros' / executable), *arguments],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -137,6 +137,23 @@ def test_runner_runs_the_whole_graph_in_one_process_with_remapped_input(ros):
         print(output)  # shown when the test fails
     assert process.returncode == 0, output
     assert 'running face, expression, emotion, stress, overlay in one process' in output
+
+
+@pytest.mark.parametrize('executable, listens_on', [('fer3d_pipeline', 'image'), ('emotion_node', 'expressions')])
+def test_sigterm_stops_the_runner_and_a_node_cleanly(ros, executable, listens_on):
+    """Process supervisors (systemd, launch) stop a process with SIGTERM: a clean exit 0, as on SIGINT."""
+    process = start_pipeline('--ros-args', '-p', 'expression_node:backend:=onnxruntime', executable=executable)
+    try:
+        publisher = ros.node('client').create_publisher(Image if listens_on == 'image' else ExpressionArray,
+                                                        listens_on, 10)
+        assert ros.spin_until(lambda: publisher.get_subscription_count() or process.poll() is not None, 30)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=20)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, output
+    assert 'Traceback' not in output
 
 
 def test_runner_refuses_to_start_without_its_model_and_says_which_file():

@@ -1,6 +1,7 @@
 """overlay_node over real topics, and the drawing it uses."""
 import numpy as np
 from builtin_interfaces.msg import Time
+from rclpy.qos import ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from fer3d_ros.core.drawing import FaceAnnotation, annotate
@@ -43,6 +44,8 @@ class Graph:
             client.create_subscription(Image, 'debug/image', self.received.append, 10)
         self.publishers = [client.create_publisher(kind, topic, 10) for kind, topic in (
             (Image, 'image'), (FaceArray, 'faces'), (EmotionArray, 'emotions'), (StressArray, 'stress'))]
+        # image_reliability auto: the node moves to a reliable subscription once it hears this publisher
+        assert ros.spin_until(lambda: self.node.image_input.reliability == ReliabilityPolicy.RELIABLE)
         for publisher in self.publishers:
             ros.wait_for_subscribers(publisher)
         if watch:
@@ -97,6 +100,17 @@ def test_a_bad_image_is_reported_and_the_next_good_one_drawn(ros):
     assert diagnostics.bad_inputs == 2 and 'yuv422' in diagnostics.last_error and diagnostics.processed == 1
 
 
+def test_cache_size_changes_at_run_time(ros):
+    graph = Graph(ros)
+    for seconds in range(1, 6):  # images whose faces never come; one at a time (the image queue is 1 deep)
+        graph.publishers[0].publish(frame(seconds)[0])
+        assert ros.spin_until(lambda: len(graph.node.images) == seconds)
+    assert ros.set_parameters('/overlay_node', cache_size=2).successful
+    assert [stamp // 10**9 for stamp in graph.node.images] == [4, 5]  # the newest two
+    refused = ros.set_parameters('/overlay_node', cache_size=0)
+    assert not refused.successful and 'Min: 1, Max: 1000' in refused.reason
+
+
 def test_annotate_draws_box_landmarks_and_bars_in_place():
     image = np.zeros((240, 320, 3), np.uint8)
     annotate(image, [FaceAnnotation('f0001', BOX, landmarks_in(BOX), emotion='happy', confidence=0.75,
@@ -108,3 +122,35 @@ def test_annotate_draws_box_landmarks_and_bars_in_place():
     below = drawn[y1 + 2:, x0:x1 + 1]
     assert below.sum() > 200  # emotion text and bar, stress text and bar
     assert drawn[110:, 200:301].sum() == 0  # a face without emotion or stress has nothing under it
+
+
+def test_annotate_leaves_out_non_finite_or_absurd_values_and_draws_the_rest():
+    image = np.zeros((240, 320, 3), np.uint8)
+    landmarks = landmarks_in(BOX)
+    landmarks[0], landmarks[1] = np.nan, 1e30
+    problems = annotate(image, [
+        FaceAnnotation('f0001', BOX, landmarks, emotion='happy', confidence=float('nan'), stress=0.9),
+        FaceAnnotation('f0002', (np.inf, 20, 1e30, 100), landmarks_in((200, 20, 300, 100)), emotion='sad',
+                       confidence=0.5, stress=float('nan'))])
+    assert problems == ['f0001: 2 landmarks, emotion confidence nan not drawn',
+                        'f0002: box (inf, 20, 1e+30, 100), stress nan not drawn']
+    x0, y0, x1, y1 = BOX
+    drawn = image.any(axis=2)
+    assert drawn[y0, x0:x1].all() and drawn[y1 + 2:, x0:x1 + 1].sum() > 200  # box, emotion text, stress bar
+    assert drawn[30, 210] and not drawn[100, 200:301].any()  # f0002: its landmarks, not its box
+    assert drawn[101:, 200:301].sum() == 0  # nor bars: they go under a box
+
+
+def test_a_face_with_non_finite_values_is_drawn_without_them_and_said_once(ros):
+    graph = Graph(ros)
+    image, faces, emotions, stress = frame(1)
+    emotions.emotions[0].confidence = float('nan')
+    graph.send(image, faces, emotions, stress)
+    image, faces, emotions, stress = frame(2)
+    faces.faces[0].width, faces.faces[0].landmarks[0] = float('inf'), 1e30
+    graph.send(image, faces, emotions, stress)
+    assert ros.spin_until(lambda: len(graph.received) == 2)
+    diagnostics = graph.node.diagnostics
+    assert diagnostics.bad_inputs == 2
+    assert diagnostics.last_error == 'f0001: box (40, 30, inf, 110), 1 landmarks not drawn'
+

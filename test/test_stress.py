@@ -78,7 +78,45 @@ def test_estimator_rejects_bad_samples_keeps_ids_apart_and_resets_on_time_going_
     assert estimator.update(3.0, [('f2', good, None)]).estimates == []  # a new id starts from nothing
     assert estimator.update(6.0, [('f2', good, None)]) and 'f1' not in estimator.tracks  # forgotten
     assert estimator.update(1.0, [('f2', good, None)]).reset and len(estimator.tracks.get('f2').samples) == 1
-    assert estimator.set_names(NAMES[:5]) and not estimator.tracks
+    with pytest.raises(ValueError, match='lack eyeBlink_L, .* which stress model stress-prior-v1 reads'):
+        estimator.set_names(NAMES[:5])
+    assert estimator.names == tuple(NAMES) and estimator.tracks  # nothing changed
+
+
+def test_samples_outside_the_coefficient_range_are_refused_and_leave_the_window_as_it_was():
+    """Coefficients lie in [0, 1]; one absurd sample must not make every estimate of a window 1.0."""
+    times, coefficients, angles = synthetic_window(seconds=6.0)
+    clean = StressEstimator(default_stress_model(), NAMES, window=4.0, hop=1.0)
+    fuzzed = StressEstimator(default_stress_model(), NAMES, window=4.0, hop=1.0)
+    expected, got, rejected = [], [], []
+    for frame, (t, e, a) in enumerate(zip(times, coefficients, angles)):
+        expected += clean.update(t, [('f1', e, a)]).estimates
+        if frame in (20, 40):
+            absurd = e.copy()
+            absurd[NAMES.index('jawOpen' if frame == 20 else 'cheekPuff_L')] = 1e30 if frame == 20 else -3.0
+            rejected += fuzzed.update(t - 0.5 / FPS, [('f1', absurd, a)]).rejected
+        got += fuzzed.update(t, [('f1', e, a)]).estimates
+    assert len(got) >= 3 and got == expected
+    assert [problem.split(';')[0] for problem in rejected] == ['f1: coefficients outside [-0.5, 1.5] (jawOpen = 1e+30)',
+                                                              'f1: coefficients outside [-0.5, 1.5] (cheekPuff_L = -3)']
+    assert all(problem.endswith('expression coefficients lie in [0, 1]') for problem in rejected)
+
+
+def test_windows_follow_coefficients_by_name_whatever_their_order():
+    """A regressor that gives the same names in another order continues every window, unchanged."""
+    times, coefficients, angles = synthetic_window(seconds=6.0)
+    steady = StressEstimator(default_stress_model(), NAMES, window=4.0, hop=1.0)
+    switched = StressEstimator(default_stress_model(), NAMES, window=4.0, hop=1.0)
+    order = np.random.default_rng(1).permutation(len(NAMES))
+    expected, got = [], []
+    for t, e, a in zip(times, coefficients, angles):
+        expected += steady.update(t, [('f1', e, a)]).estimates
+        if t >= 3.0 and switched.set_names([NAMES[k] for k in order]):
+            assert t < 3.0 + 1.5 / FPS  # once
+        got += switched.update(t, [('f1', e[order] if t >= 3.0 else e, a)]).estimates
+    assert len(got) == len(expected) >= 3 and got == expected
+    with pytest.raises(ValueError, match=r'lack jawOpen, which .* \(unknown names: JawOpen\)'):
+        switched.set_names(['JawOpen' if name == 'jawOpen' else name for name in NAMES])
 
 
 def test_unreadable_stress_model_is_refused(tmp_path):

@@ -31,7 +31,7 @@ forgotten with the track, never shared between ids, cleared on reset.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -158,11 +158,13 @@ class Calibrator:
     """Calibration of every tracked face, fed one frame at a time."""
 
     def __init__(self, n_coefficients: int, settings: CalibrationSettings = CalibrationSettings(),
-                 model: LandmarkModel | None = None, forget_after: float = 2.0) -> None:
+                 model: LandmarkModel | None = None, forget_after: float = 2.0, max_tracks: int | None = None) -> None:
+        """`max_tracks`: most tracks calibrated at once (the least recently seen are dropped beyond it);
+        each holds ~170 kB."""
         settings.check()
         self.n_coefficients, self.settings = n_coefficients, settings
         self.model = model or load_landmark_model()
-        self.tracks = TrackStates(self._new_track, forget_after)
+        self.tracks = TrackStates(self._new_track, forget_after, max_tracks)
 
     def _new_track(self) -> TrackCalibration:
         return TrackCalibration(TrackIdentity(self.model, self.settings),
@@ -171,20 +173,40 @@ class Calibrator:
     def __len__(self) -> int:
         return len(self.tracks)
 
+    def configure(self, forget_after: float | None = None, **changes) -> None:
+        """Change settings at run time (`max_activity_mm=1.5`, ...); live tracks keep their evidence and
+        use the new settings from their next frame. The window, the size of their buffers, cannot change."""
+        settings = replace(self.settings, **changes)
+        settings.check()
+        if settings.window != self.settings.window:
+            raise ValueError('the neutral window sizes every track\'s buffer: it is fixed once the calibrator exists')
+        if forget_after is not None and forget_after <= 0:
+            raise ValueError(f'forget_after must be > 0 seconds, got {forget_after}')
+        self.settings = settings
+        for face_id in self.tracks:
+            track = self.tracks.get(face_id)
+            track.identity.settings = track.baseline.settings = settings
+        if forget_after is not None:
+            self.tracks.forget_after = forget_after
+
     def new_frame(self, time: float) -> bool:
         """Start a frame (stamp seconds); True if time went backwards and every track restarted."""
         return self.tracks.new_frame(time)
 
     def update(self, face_id: str, landmarks: np.ndarray, coefficients: np.ndarray,
                angles: np.ndarray | None = None) -> Calibrated:
-        """One face of the current frame: landmarks (68, 2) px, coefficients (n,), (roll, pitch, yaw) rad."""
+        """One face of the current frame: landmarks (68, 2) px (or flat), coefficients (n,), (roll, pitch, yaw)
+        rad. Raises ValueError saying what is wrong with the face's input (the caller names the face)."""
         landmarks, coefficients = np.asarray(landmarks, np.float64), np.asarray(coefficients, np.float32)
-        if landmarks.shape != (68, 2) or not np.isfinite(landmarks).all():
-            raise ValueError(f'{face_id}: expected 68 finite (x, y) landmarks, got {landmarks.shape}')
+        if landmarks.size != 136:
+            raise ValueError(f'expected 68 (x, y) landmarks, got {landmarks.size} values')
+        landmarks = landmarks.reshape(68, 2)
+        if not np.isfinite(landmarks).all():
+            raise ValueError('non-finite landmarks (NaN or infinity): cannot fit a face to them')
         if np.ptp(landmarks, axis=0).min() < 2.0:
-            raise ValueError(f'{face_id}: landmarks span less than 2 px (none were set?): cannot fit a face to them')
+            raise ValueError('landmarks span less than 2 px (none were set?): cannot fit a face to them')
         if coefficients.shape != (self.n_coefficients,) or not np.isfinite(coefficients).all():
-            raise ValueError(f'{face_id}: expected {self.n_coefficients} finite coefficients, got {coefficients.shape}')
+            raise ValueError(f'expected {self.n_coefficients} finite coefficients, got {coefficients.shape}')
         track = self.tracks.seen(face_id)
         activity = track.identity.activity_mm(track.identity.update(landmarks))
         frontal = angles is None or np.all(np.abs(np.asarray(angles)[1:]) <= np.radians(self.settings.max_angle_deg))

@@ -1,7 +1,7 @@
 """Annotated images for debugging and reports: boxes, ids, landmarks, emotions, stress, aligned crops."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -12,9 +12,9 @@ FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 @dataclass
 class FaceAnnotation:
-    """What to draw for one face; box is (x0, y0, x1, y1) in pixels, landmarks (68, 2) or None."""
+    """What to draw for one face; box is (x0, y0, x1, y1) in pixels or None, landmarks (68, 2) or None."""
     id: str
-    box: tuple[float, float, float, float] | np.ndarray
+    box: tuple[float, float, float, float] | np.ndarray | None
     landmarks: np.ndarray | None
     confirmed: bool = True
     emotion: str | None = None
@@ -28,23 +28,64 @@ def line_thickness(image: np.ndarray) -> int:
 
 
 def draw_face(image: np.ndarray, box, landmarks: np.ndarray, label: str, confirmed: bool = True) -> None:
-    """Draw one face in place: box (green once confirmed, yellow before), label and 68 points."""
-    colour = GREEN if confirmed else YELLOW
+    """Draw one face in place: box (green once confirmed, yellow before) and label unless box is None,
+    and the 68 points."""
     thickness = line_thickness(image)
-    x0, y0, x1, y1 = (int(round(v)) for v in box)
-    cv2.rectangle(image, (x0, y0), (x1, y1), colour, thickness)
-    (_, text_height), _ = cv2.getTextSize(label, FONT, 0.5 * thickness, thickness)
-    cv2.putText(image, label, (x0, max(text_height + 2, y0 - 6)), FONT, 0.5 * thickness, colour, thickness,
-                cv2.LINE_AA)
+    if box is not None:
+        colour = GREEN if confirmed else YELLOW
+        x0, y0, x1, y1 = (int(round(v)) for v in box)
+        cv2.rectangle(image, (x0, y0), (x1, y1), colour, thickness)
+        (_, text_height), _ = cv2.getTextSize(label, FONT, 0.5 * thickness, thickness)
+        cv2.putText(image, label, (x0, max(text_height + 2, y0 - 6)), FONT, 0.5 * thickness, colour, thickness,
+                    cv2.LINE_AA)
     for x, y in np.asarray(landmarks).reshape(-1, 2):
         cv2.circle(image, (int(round(x)), int(round(y))), thickness, WHITE, -1, cv2.LINE_AA)
 
 
-def annotate(image: np.ndarray, faces: list[FaceAnnotation]) -> None:
-    """Draw every face in place: box, id and landmarks; under the box, emotion and stress bars."""
+def drawable(face: FaceAnnotation, image_shape: tuple[int, ...]) -> tuple[FaceAnnotation, list[str]]:
+    """The face without the values that cannot be drawn, and what they were.
+
+    Non-finite values, and coordinates more than an image size outside the image (a face cut by
+    the border reaches a little outside), come from a broken upstream node: drawing them would
+    fail (NaN, inf) or draw nonsense, and must not cost the rest of the face or of the frame.
+    """
+    low, high = -max(image_shape[:2]), 2 * max(image_shape[:2])
+    inside = lambda values: np.isfinite(values) & (values >= low) & (values <= high)
+    left_out = []
+    box = None if face.box is None else np.asarray(face.box, np.float64).reshape(-1)
+    if box is not None and (box.shape != (4,) or not inside(box).all()):
+        left_out.append(f'box ({", ".join(f"{v:g}" for v in box)})')
+        box = None
+    landmarks = np.empty((0, 2)) if face.landmarks is None else np.asarray(face.landmarks, np.float64)
+    landmarks = landmarks.reshape(-1, 2) if landmarks.size % 2 == 0 else np.full((1, 2), np.nan)
+    usable = inside(landmarks).all(axis=1)
+    if not usable.all():
+        left_out.append(f'{np.count_nonzero(~usable)} landmarks')
+    confidence, stress = face.confidence, face.stress
+    fraction = lambda value: -1e-3 <= value <= 1.0 + 1e-3  # NaN is not; rounding is
+    if confidence is not None and not fraction(confidence):
+        left_out.append(f'emotion confidence {confidence:g}')
+        confidence = None
+    if stress is not None and not fraction(stress):
+        left_out.append(f'stress {stress:g}')
+        stress = None
+    return replace(face, box=box, landmarks=landmarks[usable], confidence=confidence, stress=stress), left_out
+
+
+def annotate(image: np.ndarray, faces: list[FaceAnnotation]) -> list[str]:
+    """Draw every face in place: box, id and landmarks; under the box, emotion and stress bars.
+
+    Values that cannot be drawn are left out (see `drawable`), the rest of the face and the other
+    faces are drawn; returns one line per face that had any, saying which.
+    """
+    problems = []
     for face in faces:
-        landmarks = np.empty((0, 2)) if face.landmarks is None else face.landmarks
-        draw_face(image, face.box, landmarks, face.id, face.confirmed)
+        face, left_out = drawable(face, image.shape)
+        if left_out:
+            problems.append(f'{face.id}: {", ".join(left_out)} not drawn')
+        draw_face(image, face.box, face.landmarks, face.id, face.confirmed)
+        if face.box is None:
+            continue  # the bars go under the box
         x0, _, x1, y1 = (int(round(v)) for v in face.box)
         thickness = line_thickness(image)
         # Under the box; inside its bottom when the face reaches the image's lower edge.
@@ -56,6 +97,7 @@ def annotate(image: np.ndarray, faces: list[FaceAnnotation]) -> None:
         if face.stress is not None:
             labelled_bar(image, (x0, top), x1 - x0, f'stress {face.stress:.0%}', face.stress,
                          stress_colour(face.stress))
+    return problems
 
 
 def labelled_bar(image: np.ndarray, corner: tuple[int, int], width: int, text: str, fraction: float | None,

@@ -28,6 +28,9 @@ from fer3d_ros.core.tracking import TrackStates
 
 PRIOR_FILE = 'stress_prior.json'
 STATISTICS = ('mean', 'std', 'range', 'slope')
+# Raw coefficients lie in [0, 1]; a little beyond is another regressor's noise, far beyond is garbage
+# that would dominate a whole window's statistics.
+SANE_RANGE = (-0.5, 1.5)
 
 # The behavioural features of the prior; each raises stress in the cited work.
 PRIOR_FEATURES = {
@@ -47,6 +50,17 @@ PRIOR_FEATURES = {
     'brow_down': 'mean of browDown_L/R',
 }
 
+# The expression coefficients each behavioural feature is computed from; mouth activity over
+# ICT-FaceKit's jaw and mouth blendshapes, as the prior's reference levels were measured.
+BLINK, BROW = ('eyeBlink_L', 'eyeBlink_R'), ('browDown_L', 'browDown_R')
+MOUTH = ('jawForward', 'jawLeft', 'jawOpen', 'jawRight', 'mouthClose', 'mouthDimple_L', 'mouthDimple_R',
+         'mouthFrown_L', 'mouthFrown_R', 'mouthFunnel', 'mouthLeft', 'mouthLowerDown_L', 'mouthLowerDown_R',
+         'mouthPress_L', 'mouthPress_R', 'mouthPucker', 'mouthRight', 'mouthRollLower', 'mouthRollUpper',
+         'mouthShrugLower', 'mouthShrugUpper', 'mouthSmile_L', 'mouthSmile_R', 'mouthStretch_L', 'mouthStretch_R',
+         'mouthUpperUp_L', 'mouthUpperUp_R')
+FEATURE_COEFFICIENTS = {'blink_rate': BLINK, 'blink_duration': BLINK, 'brow_down': BROW, 'mouth_activity': MOUTH,
+                        'head_speed': (), 'head_speed_std': ()}
+
 
 @dataclass(frozen=True)
 class StressModel:
@@ -58,6 +72,17 @@ class StressModel:
     coef: np.ndarray
     intercept: float
     notes: str = ''
+
+    @property
+    def coefficient_names(self) -> tuple[str, ...]:
+        """The expression coefficients its features are computed from (a coefficient statistic such as
+        jawOpen_slope reads jawOpen), in a fixed order."""
+        names: dict[str, None] = {}
+        for feature in self.feature_names:
+            coefficient, _, statistic = feature.rpartition('_')
+            names.update(dict.fromkeys(FEATURE_COEFFICIENTS.get(
+                feature, (coefficient,) if statistic in STATISTICS else ())))
+        return tuple(names)
 
     def probability(self, features: dict[str, float]) -> float:
         missing = [name for name in self.feature_names if name not in features]
@@ -168,6 +193,39 @@ def _events(active: np.ndarray) -> list[tuple[int, int]]:
     return list(zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)))
 
 
+def _few(names: list[str], shown: int = 5) -> str:
+    """Up to `shown` names, and how many more."""
+    more = f' and {len(names) - shown} more' if len(names) > shown else ''
+    return ', '.join(names[:shown]) + more
+
+
+def _check_windowing(window: float, hop: float, min_fill: float, max_rate: float) -> None:
+    if window <= 0 or hop <= 0 or not 0 < min_fill <= 1 or max_rate <= 0:
+        raise ValueError(f'need window > 0, hop > 0, 0 < min_fill <= 1, max_rate > 0; got window {window}, '
+                         f'hop {hop}, min_fill {min_fill}, max_rate {max_rate}')
+
+
+class PoseHistory:
+    """Head poses (roll, pitch, yaw) per face id of the last `frames` frames, found by stamp.
+
+    A frame's FaceArray and ExpressionArray carry the image's stamp, but a re-stamping driver or a
+    rounding converter can move one by a millisecond: the nearest stamp within `tolerance` seconds
+    is taken (a fraction of a frame, so a neighbouring frame is never taken for it).
+    """
+
+    def __init__(self, tolerance: float = 0.02, frames: int = 64) -> None:
+        self.tolerance = tolerance
+        self._frames: deque[tuple[float, dict[str, tuple[float, float, float]]]] = deque(maxlen=frames)
+
+    def add(self, time: float, poses: dict[str, tuple[float, float, float]]) -> None:
+        self._frames.append((time, poses))
+
+    def at(self, time: float) -> dict[str, tuple[float, float, float]]:
+        """The poses of the frame stamped nearest `time` within the tolerance ({} if there is none)."""
+        nearest = min(self._frames, key=lambda frame: abs(frame[0] - time), default=None)
+        return nearest[1] if nearest and abs(nearest[0] - time) <= self.tolerance else {}
+
+
 @dataclass
 class StressEstimate:
     id: str
@@ -200,20 +258,43 @@ class StressEstimator:
 
     def __init__(self, model: StressModel, names: tuple[str, ...] = (), window: float = 10.0, hop: float = 1.0,
                  min_fill: float = 0.8, max_rate: float = 60.0, settings: FeatureSettings = FeatureSettings()) -> None:
-        if window <= 0 or hop <= 0 or not 0 < min_fill <= 1 or max_rate <= 0:
-            raise ValueError(f'need window > 0, hop > 0, 0 < min_fill <= 1, max_rate > 0; got window {window}, '
-                             f'hop {hop}, min_fill {min_fill}, max_rate {max_rate}')
-        self.model, self.names = model, tuple(names)
-        self.window, self.hop, self.min_fill, self.settings = window, hop, min_fill, settings
+        _check_windowing(window, hop, min_fill, max_rate)
+        self.model, self.names, self.columns = model, (), model.coefficient_names
+        self._take = np.zeros(0, int)  # where each of self.columns is in the input's coefficients
+        if names:
+            self.set_names(names)
+        self.window, self.hop, self.min_fill, self.max_rate, self.settings = window, hop, min_fill, max_rate, settings
         self.max_samples = int(np.ceil(window * max_rate))
         self.tracks = TrackStates(_Track, forget_after=window)
 
+    def configure(self, window: float | None = None, hop: float | None = None, min_fill: float | None = None,
+                  settings: FeatureSettings | None = None) -> None:
+        """Change the windowing or the feature settings at run time. Live windows keep their samples:
+        a shorter window drops the oldest at the face's next sample."""
+        window = self.window if window is None else window
+        hop = self.hop if hop is None else hop
+        min_fill = self.min_fill if min_fill is None else min_fill
+        _check_windowing(window, hop, min_fill, self.max_rate)
+        self.window, self.hop, self.min_fill, self.settings = window, hop, min_fill, settings or self.settings
+        self.max_samples = int(np.ceil(window * self.max_rate))
+        self.tracks.forget_after = window
+
     def set_names(self, names: tuple[str, ...] | list[str]) -> bool:
-        """Coefficient names of the input; a change clears every track. True if they changed."""
-        if tuple(names) == self.names:
+        """Coefficient names of the input (True if they changed). Windows keep only the coefficients
+        the model reads, by name: names in another order or with others beside them (a new regressor)
+        continue every window. Raises ValueError, changing nothing, if a coefficient the model reads
+        is missing."""
+        names = tuple(names)
+        if names == self.names:
             return False
-        self.names = tuple(names)
-        self.tracks.clear()
+        missing = [name for name in self.columns if name not in names]
+        if missing:
+            unknown = [name for name in names if name not in self.names and name not in self.columns]
+            raise ValueError(f'expression names lack {_few(missing)}, which stress model {self.model.model_id} '
+                             f'reads{f" (unknown names: {_few(unknown)})" if unknown else ""}: publish the '
+                             'regressor\'s names, or train a stress model on these (python -m training.train_stress)')
+        self.names = names
+        self._take = np.array([names.index(name) for name in self.columns], int)
         return True
 
     def reset(self) -> None:
@@ -237,11 +318,15 @@ class StressEstimator:
             return f'{face_id}: expected {len(self.names)} coefficients, got {coefficients.size}'
         if not np.isfinite(coefficients).all():
             return f'{face_id}: coefficients contain NaN or infinity'
+        outside = np.flatnonzero((coefficients < SANE_RANGE[0]) | (coefficients > SANE_RANGE[1]))
+        if outside.size:
+            return (f'{face_id}: coefficients outside [{SANE_RANGE[0]:g}, {SANE_RANGE[1]:g}] '
+                    f'({self.names[outside[0]]} = {coefficients[outside[0]]:g}); expression coefficients lie in [0, 1]')
         track = self.tracks.seen(face_id)
         if track.samples and time <= track.samples[-1][0]:
             return None  # a repeated stamp adds nothing
         angles = np.full(3, np.nan) if angles is None else np.asarray(angles, np.float64)
-        track.samples.append((time, coefficients, angles))
+        track.samples.append((time, coefficients[self._take], angles))
         while time - track.samples[0][0] > self.window or len(track.samples) > self.max_samples:
             track.samples.popleft()
         return None
@@ -254,5 +339,5 @@ class StressEstimator:
         track.next_report = time + self.hop
         times = np.array([sample[0] for sample in track.samples])
         features = window_features(times, np.array([sample[1] for sample in track.samples]),
-                                   np.array([sample[2] for sample in track.samples]), self.names, self.settings)
+                                   np.array([sample[2] for sample in track.samples]), self.columns, self.settings)
         return StressEstimate(face_id, self.model.probability(features), float(span), len(track.samples))

@@ -114,14 +114,17 @@ class TrackStates(Generic[State]):
 
     A state is made on an id's first sight, forgotten `forget_after` seconds after the id was last
     seen, and every state is dropped when time goes backwards (a bag replayed in a loop): a state
-    never outlives its track, and a new track (ids are never reused) starts fresh.
+    never outlives its track, and a new track (ids are never reused) starts fresh. With
+    `max_states`, the least recently seen states are dropped beyond that many (many new ids within
+    `forget_after`, as a flickering crowd gives, cannot grow memory without bound).
     """
 
-    def __init__(self, make: Callable[[], State], forget_after: float) -> None:
+    def __init__(self, make: Callable[[], State], forget_after: float, max_states: int | None = None) -> None:
         if forget_after <= 0:
             raise ValueError(f'forget_after must be > 0 seconds, got {forget_after}')
         self.make = make
         self.forget_after = forget_after
+        self.max_states = max_states
         self._states: dict[str, tuple[float, State]] = {}
         self._time: float | None = None
 
@@ -138,8 +141,10 @@ class TrackStates(Generic[State]):
         """The state of a face seen in this frame (made if new)."""
         if self._time is None:
             raise RuntimeError('call new_frame(time) before seen(id)')
-        state = self._states[face_id][1] if face_id in self._states else self.make()
-        self._states[face_id] = (self._time, state)
+        state = self._states.pop(face_id)[1] if face_id in self._states else self.make()
+        self._states[face_id] = (self._time, state)  # last: the dict is ordered by when ids were seen
+        while self.max_states is not None and len(self._states) > self.max_states:
+            del self._states[next(iter(self._states))]
         return state
 
     def get(self, face_id: str) -> State | None:

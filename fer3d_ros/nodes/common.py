@@ -6,14 +6,18 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.context import Context
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 
 # Outputs and node-to-node inputs: reliable, depth 10 (DESIGN §2); images use sensor-data QoS.
 RELIABLE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -21,15 +25,23 @@ RELIABLE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 # Latency thresholds of the diagnostics status (seconds), as ROS4HRI nodes use.
 LATENCY_WARN, LATENCY_ERROR = 0.5, 2.0
 
+# The descriptor note of a read-only parameter (`ros2 param describe` shows it).
+RESTART_NOTE = '(read once at start: restart the node to change it)'
+
 
 def declare(node: Node, name: str, default, description: str, *, minimum=None, maximum=None,
-            read_only: bool = True):
+            on_change: Callable[[Any], None] | None = None):
     """Declare a parameter with a descriptor (and a range when given) and return its value.
 
-    Out-of-range values are refused by rclpy when the node starts, with the range in the error.
-    Parameters are read-only by default: the nodes read them once at start.
+    Out-of-range values are refused by rclpy, at start and on `ros2 param set`, with the range in
+    the reason. With `on_change` the parameter is dynamic: once rclpy has checked a new value,
+    `on_change(value)` applies it to the running objects (a ValueError it raises refuses the value,
+    its text being the reason). Without it the parameter is read-only: the node reads it once at
+    start, and its description says so.
     """
-    descriptor = ParameterDescriptor(description=description, read_only=read_only)
+    dynamic = on_change is not None
+    descriptor = ParameterDescriptor(description=description if dynamic else f'{description} {RESTART_NOTE}',
+                                     read_only=not dynamic)
     if minimum is not None or maximum is not None:
         if isinstance(default, bool) or not isinstance(default, (int, float)):
             raise TypeError(f'a range needs a numeric parameter, {name} is {type(default).__name__}')
@@ -37,7 +49,45 @@ def declare(node: Node, name: str, default, description: str, *, minimum=None, m
             descriptor.integer_range = [IntegerRange(from_value=int(minimum), to_value=int(maximum), step=1)]
         else:
             descriptor.floating_point_range = [FloatingPointRange(from_value=float(minimum), to_value=float(maximum))]
-    return node.declare_parameter(name, default, descriptor).value
+    value = node.declare_parameter(name, default, descriptor).value
+    if dynamic:
+        ParameterSetters.of(node)[name] = on_change
+    return value
+
+
+class ParameterSetters(dict):
+    """The `on_change` setters of one node's dynamic parameters, by name, called from the node's one
+    on-set-parameters callback (rclpy has checked read-only flags, types and ranges before)."""
+
+    def __init__(self, node: Node) -> None:
+        super().__init__()
+        self._node = node
+        node.add_on_set_parameters_callback(self.apply)
+
+    @classmethod
+    def of(cls, node: Node) -> ParameterSetters:
+        """The node's setters, made (and its callback added) on first use."""
+        if not hasattr(node, '_fer3d_parameter_setters'):
+            node._fer3d_parameter_setters = cls(node)
+        return node._fer3d_parameter_setters
+
+    def apply(self, parameters: list[Parameter]) -> SetParametersResult:
+        """Apply every new value, or none: a refused one restores those already applied (the node
+        still holds their old values while this runs)."""
+        applied = []
+        for parameter in parameters:
+            if parameter.name not in self:
+                continue  # a parameter being declared, or one that rclpy handles (use_sim_time)
+            try:
+                self[parameter.name](parameter.value)
+            except ValueError as error:
+                for done in reversed(applied):
+                    self[done.name](self._node.get_parameter(done.name).value)
+                return SetParametersResult(successful=False, reason=f'{parameter.name}: {error}')
+            applied.append(parameter)
+        for parameter in applied:
+            self._node.get_logger().info(f'parameter {parameter.name} set to {parameter.value}')
+        return SetParametersResult(successful=True)
 
 
 class Diagnostics:
@@ -111,24 +161,41 @@ def guarded(node: Node, diagnostics: Diagnostics, expected: tuple[type[Exception
     return decorate
 
 
-def run_node(node_class: type[Node], args: list[str] | None = None) -> int:
-    """Entry point of a node executable: start, spin until shut down.
+def run_nodes(name: str, create: Callable[[Context], list[Node]], args: list[str]) -> int:
+    """Entry point of an executable: create nodes in a fresh context, spin them in one executor until
+    SIGINT or SIGTERM, and return the exit status.
 
-    A node that cannot start (missing model file, unavailable backend, parameter out of range)
-    prints one FATAL line saying why and exits with status 1, without a traceback.
+    A node that cannot start (missing model file, unavailable backend, parameter out of range) prints
+    one FATAL line saying why and exits with status 1, without a traceback. SIGINT and SIGTERM (what
+    process supervisors such as systemd and launch send) stop with status 0, even while nodes start.
     """
-    rclpy.init(args=args if args is not None else sys.argv)
+    context = Context()
+    # rclpy installs its signal handlers only for the default context unless asked: without them
+    # SIGTERM killed the process (status -15).
+    rclpy.init(args=args, context=context, signal_handler_options=SignalHandlerOptions.ALL)
+    executor, started = SingleThreadedExecutor(context=context), False
     try:
-        node = node_class()
-    except Exception as error:  # noqa: BLE001 - any startup failure is reported the same way
-        print(f'[FATAL] [{node_class.__name__}]: cannot start: {error}', file=sys.stderr)
-        rclpy.try_shutdown()
-        return 1
-    try:
-        rclpy.spin(node)
+        for node in create(context):
+            executor.add_node(node)
+        started = True
+        executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception as error:  # noqa: BLE001 - any startup failure is reported the same way
+        if started:
+            raise
+        if context.ok():  # else a signal shut the context down while the nodes started: a stop, not a failure
+            print(f'[FATAL] [{name}]: cannot start: {error}', file=sys.stderr)
+            return 1
     finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+        executor.shutdown()
+        for node in executor.get_nodes():
+            node.destroy_node()
+        rclpy.try_shutdown(context=context)
     return 0
+
+
+def run_node(node_class: type[Node], args: list[str] | None = None) -> int:
+    """Entry point of a node executable: `run_nodes` with one node."""
+    return run_nodes(node_class.__name__, lambda context: [node_class(context=context)],
+                     args if args is not None else sys.argv)

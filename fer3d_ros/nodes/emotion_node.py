@@ -31,14 +31,17 @@ class EmotionNode(Node):
                                               'Classify calibrated faces with the calibrated classifier.') else None
         self.min_confidence = declare(self, 'calibration.min_confidence', 0.5,
                                       'Calibration confidence from which a face is classified from its calibrated '
-                                      'coefficients (0.5: about 21 neutral frames).', minimum=0.0, maximum=1.0)
+                                      'coefficients (0.5: about 21 neutral frames).', minimum=0.0, maximum=1.0,
+                                      on_change=lambda value: setattr(self, 'min_confidence', value))
         self.smoother = EmotionSmoother(
             time_constant=declare(self, 'smoothing.time_constant', 0.3,
                                   'Seconds over which each face\'s probabilities are averaged '
-                                  '(exponentially, by stamp time); 0 = no smoothing.', minimum=0.0, maximum=60.0),
+                                  '(exponentially, by stamp time); 0 = no smoothing.', minimum=0.0, maximum=60.0,
+                                  on_change=lambda value: setattr(self.smoother, 'time_constant', value)),
             forget_after=declare(self, 'smoothing.forget_after', 2.0,
                                  'Seconds after which a face that left the view is forgotten.',
-                                 minimum=0.01, maximum=3600.0))
+                                 minimum=0.01, maximum=3600.0,
+                                 on_change=lambda value: setattr(self.smoother.tracks, 'forget_after', value)))
         self.diagnostics = Diagnostics(self)
         self.publisher = self.create_publisher(EmotionArray, 'emotions', RELIABLE_QOS)
         self.create_subscription(ExpressionArray, 'expressions',

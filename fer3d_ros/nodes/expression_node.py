@@ -16,9 +16,13 @@ from std_srvs.srv import Trigger
 
 from fer3d_ros.core.calibration import CalibrationSettings, Calibrator
 from fer3d_ros.core.expression import default_regressor
-from fer3d_ros.core.image_conversion import ImageConversionError, image_to_numpy
+from fer3d_ros.core.image_conversion import ImageConversionError, message_to_bgr8
 from fer3d_ros.msg import Expression, ExpressionArray, FaceArray
 from fer3d_ros.nodes.common import RELIABLE_QOS, Diagnostics, declare, guarded, run_node
+
+# Calibration is kept for at most this many tracks per max_faces (the least recently seen dropped):
+# a crowd whose faces flicker around the limit, or a flood of new ids, cannot grow memory unbounded.
+CALIBRATED_TRACKS_PER_FACE = 2
 
 
 class ExpressionNode(Node):
@@ -36,7 +40,13 @@ class ExpressionNode(Node):
                                        'Build a missing TensorRT engine at start (minutes) instead of failing.'),
             max_batch=declare(self, 'max_batch', 16, 'Most faces per inference call.', minimum=1, maximum=256))
         self.only_confirmed = declare(self, 'only_confirmed', False,
-                                      'Skip faces whose track is not confirmed yet (Face.confirmed).')
+                                      'Skip faces whose track is not confirmed yet (Face.confirmed).',
+                                      on_change=lambda value: setattr(self, 'only_confirmed', value))
+        self.max_faces = declare(self, 'max_faces', 32,
+                                 'Most faces of a FaceArray that are processed; beyond it the largest boxes are kept. '
+                                 'Each face costs inference and calibration time (~15 ms on a CPU) and calibration '
+                                 'memory, so one crowded or malformed frame cannot stall the node.',
+                                 minimum=1, maximum=1000, on_change=self.set_max_faces)
         queue_size = declare(self, 'queue_size', 1,
                              'FaceArrays waiting while the network runs; older ones are dropped, so the '
                              'output stays current when inference is slower than the camera.',
@@ -59,20 +69,31 @@ class ExpressionNode(Node):
             max_activity_mm=declare(self, 'calibration.max_activity_mm', defaults.max_activity_mm,
                                     'A frame is neutral evidence below this RMS landmark displacement from the '
                                     'person\'s neutral shape (mm); 1.2 passes 90 % of CK+ neutral frames.',
-                                    minimum=0.1, maximum=20.0),
+                                    minimum=0.1, maximum=20.0,
+                                    on_change=lambda value: self.calibrator.configure(max_activity_mm=value)),
             max_angle_deg=declare(self, 'calibration.max_angle_deg', defaults.max_angle_deg,
                                   'Head pitch and yaw (degrees) beyond which a frame is not neutral evidence.',
-                                  minimum=1.0, maximum=90.0),
+                                  minimum=1.0, maximum=90.0,
+                                  on_change=lambda value: self.calibrator.configure(max_angle_deg=value)),
             window=declare(self, 'calibration.window', defaults.window,
                            'Neutral frames kept per track (bounded memory: 55 floats each).', minimum=1,
                            maximum=100000),
             frames_for_confidence=declare(self, 'calibration.frames_for_confidence', defaults.frames_for_confidence,
                                           'Neutral frames that bring the confidence to 0.63 (1 - exp(-n / this)).',
-                                          minimum=1.0, maximum=100000.0))
+                                          minimum=1.0, maximum=100000.0,
+                                          on_change=lambda value: self.calibrator.configure(
+                                              frames_for_confidence=value)))
         forget_after = declare(self, 'calibration.forget_after', 2.0,
                                'Seconds after which a face that left the view loses its calibration.',
-                               minimum=0.01, maximum=3600.0)
-        return Calibrator(len(self.regressor.card.expression_names), settings, forget_after=forget_after)
+                               minimum=0.01, maximum=3600.0,
+                               on_change=lambda value: self.calibrator.configure(forget_after=value))
+        return Calibrator(len(self.regressor.card.expression_names), settings, forget_after=forget_after,
+                          max_tracks=CALIBRATED_TRACKS_PER_FACE * self.max_faces)
+
+    def set_max_faces(self, value: int) -> None:
+        self.max_faces = value
+        if self.calibrator is not None:
+            self.calibrator.tracks.max_states = CALIBRATED_TRACKS_PER_FACE * value
 
     def on_reset_calibration(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         if self.calibrator is None:
@@ -84,6 +105,33 @@ class ExpressionNode(Node):
         response.success, response.message = True, f'calibration of {dropped} track(s) dropped'
         return response
 
+    def largest(self, faces: list) -> list:
+        """The max_faces faces with the largest boxes, in their order; the others are counted and said."""
+        if len(faces) <= self.max_faces:
+            return faces
+        areas = np.nan_to_num([face.width * face.height for face in faces], nan=0.0)
+        kept = np.sort(np.argsort(-areas, kind='stable')[:self.max_faces])
+        self.diagnostics.dropped += len(faces) - self.max_faces
+        self.get_logger().warning(f'{len(faces)} faces in one frame, more than max_faces ({self.max_faces}): '
+                                  'only the largest processed', throttle_duration_sec=1.0)
+        return [faces[k] for k in kept]
+
+    def read_crop(self, face) -> np.ndarray | None:
+        """The face's aligned crop as bgr8, whatever its encoding; None (reported) if it has none or
+        it cannot be read: that face is skipped, the others of its frame are not."""
+        try:
+            if face.crop.width == 0 or face.crop.height == 0:
+                raise ImageConversionError('no aligned crop (set face_node publish_crops to true)')
+            return message_to_bgr8(face.crop)
+        except ImageConversionError as error:
+            self.bad_face(face.id, f'{error}; skipped')
+            return None
+
+    def bad_face(self, face_id: str, problem: str) -> None:
+        """Count and say (one line a second at most) what was wrong with one face of a frame."""
+        self.diagnostics.bad_input(f'{face_id}: {problem}')
+        self.get_logger().warning(f'face {face_id}: {problem}', throttle_duration_sec=1.0)
+
     def calibrate(self, msg: FaceArray, faces: list, coefficients: np.ndarray) -> list[Expression]:
         """Expression messages with the calibration of every face whose track has one."""
         expressions = [Expression(id=face.id, coefficients=values) for face, values in zip(faces, coefficients)]
@@ -93,11 +141,10 @@ class ExpressionNode(Node):
             self.get_logger().info('time went backwards (a replayed bag?): calibration of every track restarted')
         for face, expression in zip(faces, expressions):
             try:
-                result = self.calibrator.update(face.id, np.reshape(face.landmarks, (68, 2)),
-                                                expression.coefficients, (face.roll, face.pitch, face.yaw))
+                result = self.calibrator.update(face.id, face.landmarks, expression.coefficients,
+                                                (face.roll, face.pitch, face.yaw))
             except ValueError as error:  # this face stays uncalibrated; the others go on
-                self.diagnostics.bad_input(str(error))
-                self.get_logger().warning(f'not calibrated: {error}', throttle_duration_sec=1.0)
+                self.bad_face(face.id, f'{error}; published uncalibrated')
                 continue
             if result.coefficients is not None:
                 expression.calibrated = result.coefficients
@@ -107,11 +154,10 @@ class ExpressionNode(Node):
 
     def on_faces(self, msg: FaceArray) -> None:
         start = time.perf_counter()
-        faces = [face for face in msg.faces if face.confirmed or not self.only_confirmed]
-        missing = [face.id for face in faces if face.crop.width == 0]
-        if missing:
-            raise ValueError(f'faces {missing} carry no aligned crop: set face_node publish_crops to true')
-        coefficients = self.regressor.predict([image_to_numpy(face.crop) for face in faces])
+        faces = self.largest([face for face in msg.faces if face.confirmed or not self.only_confirmed])
+        readable = [(face, crop) for face in faces if (crop := self.read_crop(face)) is not None]
+        faces = [face for face, _ in readable]
+        coefficients = self.regressor.predict([crop for _, crop in readable])
         self.publisher.publish(ExpressionArray(
             header=msg.header, model_id=self.regressor.card.model_id,
             names=list(self.regressor.card.expression_names),

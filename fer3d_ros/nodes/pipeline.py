@@ -13,13 +13,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-import rclpy
 from rclpy.context import Context
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.utilities import remove_ros_args
 
 from fer3d_ros.core.models import find_shared_file
+from fer3d_ros.nodes.common import run_nodes
 from fer3d_ros.nodes.emotion_node import EmotionNode
 from fer3d_ros.nodes.expression_node import ExpressionNode
 from fer3d_ros.nodes.face_node import FaceNode
@@ -82,28 +81,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv if argv is None else argv)
     options = parse_options(argv)
     names = stages(options.stress, options.overlay)
-    context = Context()
-    rclpy.init(args=[argv[0], *config_arguments(names), *argv[1:]], context=context)
-    try:
+
+    def create(context: Context) -> list[Node]:
         nodes = create_nodes(context, names)
-    except Exception as error:  # noqa: BLE001 - any startup failure is reported the same way
-        print(f'[FATAL] [fer3d_pipeline]: cannot start: {error}', file=sys.stderr)
-        rclpy.try_shutdown(context=context)
-        return 1
-    executor = SingleThreadedExecutor(context=context)
-    for node in nodes:
-        executor.add_node(node)
-    nodes[0].get_logger().info(f'fer3d_pipeline running {", ".join(names)} in one process')
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        executor.shutdown()
-        for node in nodes:
-            node.destroy_node()
-        rclpy.try_shutdown(context=context)
-    return 0
+        nodes[0].get_logger().info(f'fer3d_pipeline running {", ".join(names)} in one process')
+        return nodes
+
+    return run_nodes('fer3d_pipeline', create, [argv[0], *config_arguments(names), *argv[1:]])
 
 
 if __name__ == '__main__':
