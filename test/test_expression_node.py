@@ -79,6 +79,26 @@ def test_expressions_follow_faces_with_the_same_header_and_ids(ros, front_end):
     assert len(out.expressions[0].calibrated) == 0
 
 
+def test_face_arrays_replaced_while_the_network_runs_are_counted(ros, front_end):
+    node = ros.add(ExpressionNode(context=ros.context, parameter_overrides=[Parameter('backend', value='onnxruntime')]))
+    client = ros.node('client')
+    received = []
+    client.create_subscription(ExpressionArray, 'expressions', received.append, 10)
+    publisher = client.create_publisher(FaceArray, 'faces', 10)
+    ros.wait_for_subscribers(publisher)
+    face = FaceNode.face_message(_crop(front_end, sorted((CKPLUS / 'happiness').glob('*.png'))[0]), FaceArray().header)
+    publisher.publish(FaceArray(faces=[face]))
+    assert ros.spin_until(lambda: len(received) == 1)
+    for _ in range(4):  # while the node is not spun: the one-deep queue keeps the newest
+        publisher.publish(FaceArray(faces=[face]))
+    assert ros.spin_until(lambda: len(received) == 2)
+    ros.spin_for(0.3)
+    figures = node.face_arrays.figures()
+    assert (figures['face_arrays_received'], figures['face_arrays_skipped_busy']) == ('2', '3')
+    published = {kv.key: kv.value for kv in node.diagnostics.status().values}  # what /diagnostics carries
+    assert published['face_arrays_skipped_busy'] == '3'
+
+
 def test_a_track_seen_at_rest_gets_calibrated_and_a_reset_starts_it_again(ros, front_end):
     """A subject's neutral frame for 30 frames, then their happy apex: the smile stands out against
     their own neutral; ~reset_calibration drops it."""

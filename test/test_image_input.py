@@ -60,6 +60,19 @@ def accounted(figures: dict) -> int:
     return sum(int(figures.get(key, 0)) for key in keys)
 
 
+def test_image_reliability_changes_at_run_time(ros):
+    node = ros.add(FaceNode(context=ros.context, parameter_overrides=[Parameter('publish_crops', value=False)]))
+    publisher = ros.node('camera').create_publisher(Image, 'image', QoSProfile(depth=5, reliability=RELIABLE))
+    assert ros.spin_until(lambda: node.image_input.reliability == RELIABLE)
+    assert ros.set_parameters('/face_node', image_reliability='best_effort').successful
+    assert node.image_input.subscription.qos_profile.reliability == BEST_EFFORT
+    ros.wait_for_subscribers(publisher)
+    refused = ros.set_parameters('/face_node', image_reliability='sometimes')
+    assert not refused.successful and 'auto, reliable or best_effort' in refused.reason
+    assert ros.set_parameters('/face_node', image_reliability='auto').successful
+    assert ros.spin_until(lambda: node.image_input.reliability == RELIABLE)  # as the publisher offers
+
+
 def face_node_figures(diagnostics: list) -> dict:
     """The latest transport figures face_node published on /diagnostics."""
     for array in reversed(diagnostics):

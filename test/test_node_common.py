@@ -2,7 +2,7 @@
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from fer3d_ros.nodes.common import declare
+from fer3d_ros.nodes.common import DownstreamFirstExecutor, declare
 
 
 class Thermostat(Node):
@@ -47,3 +47,17 @@ def test_a_refused_value_undoes_the_others_of_an_atomic_set(ros):
     assert not result.successful and result.reason == 'low: must not exceed high (10)'
     assert (node.high, node.low) == (25.0, 18.0) and node.get_parameter('high').value == 25.0
     assert node.applied == [('high', 10.0), ('high', 25.0)]  # applied, then restored
+
+
+def test_one_process_serves_the_nodes_added_last_first(ros):
+    """A frame in flight is finished (downstream callbacks) before a new camera frame is started."""
+    executor = DownstreamFirstExecutor(context=ros.context)
+    stages = [Node(name, context=ros.context) for name in ('face', 'expression', 'emotion')]
+    for node in stages:
+        executor.add_node(node)
+    assert [node.get_name() for node in executor.get_nodes()] == ['emotion', 'expression', 'face']
+    executor.remove_node(stages[1])
+    assert [node.get_name() for node in executor.get_nodes()] == ['emotion', 'face']
+    executor.shutdown()
+    for node in stages:
+        node.destroy_node()

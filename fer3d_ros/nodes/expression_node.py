@@ -19,6 +19,7 @@ from fer3d_ros.core.expression import default_regressor
 from fer3d_ros.core.image_conversion import ImageConversionError, message_to_bgr8
 from fer3d_ros.msg import Expression, ExpressionArray, FaceArray
 from fer3d_ros.nodes.common import RELIABLE_QOS, Diagnostics, declare, guarded, run_node
+from fer3d_ros.nodes.image_input import FrameAccount
 
 # Calibration is kept for at most this many tracks per max_faces (the least recently seen dropped):
 # a crowd whose faces flicker around the limit, or a flood of new ids, cannot grow memory unbounded.
@@ -58,7 +59,9 @@ class ExpressionNode(Node):
         self.create_service(Trigger, '~/reset_calibration', self.on_reset_calibration)
         self.publisher = self.create_publisher(ExpressionArray, 'expressions', RELIABLE_QOS)
         callback = guarded(self, self.diagnostics, (ImageConversionError, ValueError))(self.on_faces)
-        self.create_subscription(FaceArray, 'faces', callback,
+        # FaceArrays replaced in the queue while the network ran are counted (face_arrays_skipped_busy)
+        self.face_arrays = FrameAccount('face_arrays')
+        self.create_subscription(FaceArray, 'faces', self.face_arrays.counting(callback),
                                  QoSProfile(depth=queue_size, reliability=ReliabilityPolicy.RELIABLE))
         card = self.regressor.card
         self.get_logger().info(f'ready: {card.model_id} ({card.input_size} px) on {self.regressor.backend.name}')
@@ -163,7 +166,7 @@ class ExpressionNode(Node):
             names=list(self.regressor.card.expression_names),
             expressions=self.calibrate(msg, faces, coefficients)))
         latency = time.perf_counter() - start
-        self.diagnostics.extra['faces_last_frame'] = str(len(faces))
+        self.diagnostics.extra.update(self.face_arrays.figures(), faces_last_frame=str(len(faces)))
         self.diagnostics.record(latency)
 
 

@@ -15,7 +15,7 @@ from fer3d_ros.core.landmarks import DlibLandmarker
 from fer3d_ros.core.tracking import FaceTracker
 from fer3d_ros.msg import Face, FaceArray
 from fer3d_ros.nodes.common import RELIABLE_QOS, Diagnostics, declare, guarded, run_node
-from fer3d_ros.nodes.image_input import ImageInput, declare_image_reliability
+from fer3d_ros.nodes.image_input import ImageInput
 
 
 class FaceNode(Node):
@@ -28,16 +28,13 @@ class FaceNode(Node):
         use_compressed = declare(self, 'use_compressed', False,
                                  'Subscribe to image/compressed (sensor_msgs/CompressedImage, jpeg or png) '
                                  'instead of image (sensor_msgs/Image).')
-        reliability = declare_image_reliability(self)
         self.diagnostics = Diagnostics(self)
         self.publisher = self.create_publisher(FaceArray, 'faces', RELIABLE_QOS)
         callback = guarded(self, self.diagnostics, (ImageConversionError, ValueError))(self.on_image)
-        self.image_input = ImageInput(self, CompressedImage if use_compressed else Image,
-                                      'image/compressed' if use_compressed else 'image', callback, reliability,
-                                      self.diagnostics)
+        self.image_input = ImageInput(self, use_compressed, callback, self.diagnostics)
         self.get_logger().info(f'ready: {self.front_end.detector.backend.name} detector, '
                                f'landmarks from {self.front_end.landmarker.model_path.name}, '
-                               f'listening on {self.image_input.topic_name} (image_reliability: {reliability})')
+                               f'listening on {self.image_input}')
 
     def _make_front_end(self) -> FaceFrontEnd:
         detector = default_detector(

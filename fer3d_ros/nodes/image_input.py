@@ -20,6 +20,7 @@ from rclpy.event_handler import SubscriptionEventCallbacks, UnsupportedEventType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.subscription import Subscription
+from sensor_msgs.msg import CompressedImage, Image
 
 from fer3d_ros.nodes.common import Diagnostics, declare
 
@@ -33,16 +34,6 @@ RECHECK_PERIOD = 1.0
 HAS_MESSAGE_INFO = hasattr(Subscription, 'CallbackType')
 
 
-def declare_image_reliability(node: Node) -> str:
-    """The node's `image_reliability` parameter, checked (an unknown value stops the node at start)."""
-    value = declare(node, 'image_reliability', AUTO,
-                    'QoS reliability of the image subscription: auto (match the publishers on the topic, '
-                    're-checked when one appears), reliable or best_effort. Depth is 1 either way.')
-    if value not in (AUTO, *RELIABILITY):
-        raise ValueError(f'image_reliability must be auto, reliable or best_effort, got {value!r}')
-    return value
-
-
 def reliability_to_match(offered: Iterable[ReliabilityPolicy]) -> ReliabilityPolicy | None:
     """The reliability that hears every publisher: reliable when all of them are, else best effort;
     None without publishers (nothing to match)."""
@@ -54,9 +45,10 @@ def reliability_to_match(offered: Iterable[ReliabilityPolicy]) -> ReliabilityPol
 
 
 class FrameAccount:
-    """Frames received, and the gaps in each publisher's sequence numbers (frames that never came)."""
+    """Messages received, and the gaps in each publisher's sequence numbers (messages that never came)."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = 'frames') -> None:
+        self.name = name  # of the messages, in the figures' keys
         self.received = 0
         self.gaps = 0
         self.lost_in_transport = 0  # reported by the middleware; each is also a gap
@@ -76,55 +68,77 @@ class FrameAccount:
             self.gaps += sequence - last - 1
         self._last[publisher] = sequence  # a restarted publisher starts again from 1
 
+    def counting(self, callback: Callable) -> Callable:
+        """A subscription callback that records each message's publisher and sequence number here,
+        then calls `callback(msg)` (rclpy passes the message info to two-argument callbacks)."""
+        def record_then_call(msg, info) -> None:
+            gid = info.get('publisher_gid') if info else None
+            self.record(bytes(gid['data']) if gid else b'', info.get('publication_sequence_number') if info else None)
+            callback(msg)
+        return record_then_call if HAS_MESSAGE_INFO else lambda msg: record_then_call(msg, None)
+
     @property
     def skipped_busy(self) -> int:
         return max(0, self.gaps - self.lost_in_transport)
 
     def figures(self) -> dict[str, str]:
         unknown = 'n/a (no sequence numbers)'
-        return {'frames_received': str(self.received),
-                'frames_skipped_busy': str(self.skipped_busy) if self.sequenced else unknown,
-                'frames_lost_in_transport': str(self.lost_in_transport),
-                'frames_before_first': str(self.before_first) if self.sequenced else unknown}
+        return {f'{self.name}_received': str(self.received),
+                f'{self.name}_skipped_busy': str(self.skipped_busy) if self.sequenced else unknown,
+                f'{self.name}_lost_in_transport': str(self.lost_in_transport),
+                f'{self.name}_before_first': str(self.before_first) if self.sequenced else unknown}
 
 
 class ImageInput:
-    """The image subscription of a node: QoS by `image_reliability`, frames accounted in diagnostics."""
+    """The image subscription of a node (`image`, or `image/compressed`), its `image_reliability`
+    parameter (dynamic), and the account of its frames in the node's diagnostics."""
 
-    def __init__(self, node: Node, msg_type: type, topic: str, callback: Callable, reliability: str,
-                 diagnostics: Diagnostics) -> None:
-        self._node, self._msg_type, self._topic, self._callback = node, msg_type, topic, callback
-        self._diagnostics = diagnostics
-        self.requested = reliability
+    def __init__(self, node: Node, compressed: bool, callback: Callable, diagnostics: Diagnostics) -> None:
+        self._node, self._callback, self._diagnostics = node, callback, diagnostics
+        self._msg_type, self._topic = (CompressedImage, 'image/compressed') if compressed else (Image, 'image')
         self.account = FrameAccount()
         self._lost_before = 0  # message-lost total of the subscriptions replaced so far
         self._lost_now = 0
         self.subscription: Subscription | None = None
-        if reliability == AUTO:
-            # Best effort hears any publisher, and a reliable camera is never told that a reader it
-            # cannot serve appeared; the first publisher it hears moves it to what they offer.
-            offered = reliability_to_match(info.qos_profile.reliability for info in node.get_publishers_info_by_topic(
-                node.resolve_topic_name(topic)))
-            self._subscribe(offered or ReliabilityPolicy.BEST_EFFORT)
-            node.create_timer(RECHECK_PERIOD, self.match_publishers)
-        else:
-            self._subscribe(RELIABILITY[reliability])
+        self.requested = AUTO
+        self.request(declare(node, 'image_reliability', AUTO,
+                             'QoS reliability of the image subscription: auto (as the publishers on the topic '
+                             'publish, re-checked when one appears or leaves), reliable or best_effort. Depth 1.',
+                             on_change=self.request))
+        node.create_timer(RECHECK_PERIOD, self.match_publishers)
+
+    def request(self, reliability: str) -> None:
+        """Subscribe with `reliability` (auto, reliable, best_effort); ValueError names the choices."""
+        if reliability not in (AUTO, *RELIABILITY):
+            raise ValueError(f'image_reliability must be auto, reliable or best_effort, got {reliability!r}')
+        self.requested = reliability
+        # Auto without publishers: best effort hears any publisher, and a reliable camera is never
+        # told that a reader it cannot serve appeared; the first publisher heard moves it to theirs.
+        self._subscribe(RELIABILITY[reliability] if reliability != AUTO
+                        else self._offered() or ReliabilityPolicy.BEST_EFFORT)
 
     @property
     def topic_name(self) -> str:
         """The resolved topic (namespace and remapping applied)."""
         return self.subscription.topic_name
 
-    def match_publishers(self) -> None:
-        """Resubscribe when the publishers now offer another reliability (auto mode only)."""
-        if self.requested != AUTO:
-            return
-        wanted = reliability_to_match(info.qos_profile.reliability
-                                      for info in self._node.get_publishers_info_by_topic(self.topic_name))
-        if wanted is not None and wanted != self.reliability:
-            self._node.get_logger().info(f'{self.topic_name}: publishers offer {RELIABILITY_NAMES[wanted]}, '
-                                         f'subscribing {RELIABILITY_NAMES[wanted]} (image_reliability: auto)')
-            self._subscribe(wanted)
+    def __str__(self) -> str:
+        return f'{self.topic_name} (image_reliability: {self.requested})'
+
+    def _offered(self) -> ReliabilityPolicy | None:
+        topic = self._node.resolve_topic_name(self._topic)
+        return reliability_to_match(info.qos_profile.reliability
+                                    for info in self._node.get_publishers_info_by_topic(topic))
+
+    def match_publishers(self) -> bool:
+        """In auto mode, resubscribe if the publishers now offer another reliability; True if it did."""
+        wanted = self._offered() if self.requested == AUTO else None
+        if wanted is None or wanted == self.reliability:
+            return False
+        self._node.get_logger().info(f'{self.topic_name}: publishers offer {RELIABILITY_NAMES[wanted]}, '
+                                     f'subscribing {RELIABILITY_NAMES[wanted]} (image_reliability: auto)')
+        self._subscribe(wanted)
+        return True
 
     def _subscribe(self, reliability: ReliabilityPolicy) -> None:
         if self.subscription is not None:
@@ -134,7 +148,7 @@ class ImageInput:
         self.reliability = reliability
         qos = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=reliability,
                          durability=DurabilityPolicy.VOLATILE)
-        callback = self._on_message if HAS_MESSAGE_INFO else lambda msg: self._on_message(msg, None)
+        callback = self.account.counting(self._on_message)
         events = {'message_lost': self._on_lost}
         if self.requested == AUTO:  # a publisher appears, leaves, or cannot be heard: match again
             events.update(matched=lambda _: self.match_publishers(),
@@ -148,12 +162,7 @@ class ImageInput:
                 self._msg_type, self._topic, callback, qos, event_callbacks=SubscriptionEventCallbacks(**events))
         self._report()
 
-    def _on_message(self, msg, info) -> None:
-        if info is None:
-            self.account.record(b'', None)
-        else:
-            gid = info.get('publisher_gid')
-            self.account.record(bytes(gid['data']) if gid else b'', info.get('publication_sequence_number'))
+    def _on_message(self, msg) -> None:
         self._report()
         self._callback(msg)
 

@@ -13,7 +13,7 @@ from fer3d_ros.core.drawing import FaceAnnotation, annotate
 from fer3d_ros.core.image_conversion import ImageConversionError, message_to_bgr8, numpy_to_image
 from fer3d_ros.msg import EmotionArray, FaceArray, StressArray
 from fer3d_ros.nodes.common import RELIABLE_QOS, Diagnostics, declare, guarded, run_node
-from fer3d_ros.nodes.image_input import ImageInput, declare_image_reliability
+from fer3d_ros.nodes.image_input import ImageInput
 
 
 class RecentCache(OrderedDict):
@@ -64,7 +64,6 @@ class OverlayNode(Node):
                              'Images, face arrays and emotion arrays kept (each) while waiting for their '
                              'match by stamp; also the most faces whose latest emotion and stress are kept.',
                              minimum=1, maximum=1000, on_change=self.resize_caches)
-        reliability = declare_image_reliability(self)
         self.images = RecentCache(cache_size)          # stamp -> Image | CompressedImage
         self.faces = RecentCache(cache_size)           # stamp -> FaceArray
         self.emotions = RecentCache(cache_size)        # stamp -> EmotionArray
@@ -74,13 +73,11 @@ class OverlayNode(Node):
         self.diagnostics = Diagnostics(self)
         self.publisher = self.create_publisher(Image, 'debug/image', RELIABLE_QOS)
         guard = guarded(self, self.diagnostics, (ImageConversionError, ValueError))
-        self.image_input = ImageInput(self, CompressedImage if use_compressed else Image,
-                                      'image/compressed' if use_compressed else 'image', guard(self.on_image),
-                                      reliability, self.diagnostics)
+        self.image_input = ImageInput(self, use_compressed, guard(self.on_image), self.diagnostics)
         self.create_subscription(FaceArray, 'faces', guard(self.on_faces), RELIABLE_QOS)
         self.create_subscription(EmotionArray, 'emotions', guard(self.on_emotions), RELIABLE_QOS)
         self.create_subscription(StressArray, 'stress', guard(self.on_stress), RELIABLE_QOS)
-        self.get_logger().info(f'ready: drawing {self.image_input.topic_name} (image_reliability: {reliability}) '
+        self.get_logger().info(f'ready: drawing {self.image_input} '
                                'on debug/image while someone subscribes to it')
 
     def resize_caches(self, size: int) -> None:
