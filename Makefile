@@ -56,7 +56,8 @@ demo: $(BUILD_STAMP)
 bench: $(BUILD_STAMP)
 	for script in bench/bench_*.py; do echo "== $$script"; $(PYTHON) $$script; done
 
-# 10 minutes at 30 frames/s through the all-in-one runner: memory over time, malformed inputs.
+# 10 minutes of a 30 frames/s camera process through the all-in-one runner: every frame accounted
+# for, memory over time, bad inputs.
 soak: $(BUILD_STAMP)
 	$(PYTHON) bench/soak.py $(SOAK_ARGS)
 

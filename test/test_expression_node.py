@@ -57,12 +57,7 @@ def test_smiles_and_open_jaws_are_read_from_ckplus_apex_frames(front_end):
 
 
 def test_expressions_follow_faces_with_the_same_header_and_ids(ros, front_end):
-    ros.add(ExpressionNode(context=ros.context, parameter_overrides=[Parameter('backend', value='onnxruntime')]))
-    client = ros.node('client')
-    received = []
-    client.create_subscription(ExpressionArray, 'expressions', received.append, 10)
-    publisher = client.create_publisher(FaceArray, 'faces', 10)
-    ros.wait_for_subscribers(publisher)
+    _, publisher, received = _expression_graph(ros)
     image = cv2.imread(str(sorted((CKPLUS / 'happiness').glob('*.png'))[0]))
     front_end.tracker.reset()
     faces = front_end.process(image).faces
@@ -80,12 +75,7 @@ def test_expressions_follow_faces_with_the_same_header_and_ids(ros, front_end):
 
 
 def test_face_arrays_replaced_while_the_network_runs_are_counted(ros, front_end):
-    node = ros.add(ExpressionNode(context=ros.context, parameter_overrides=[Parameter('backend', value='onnxruntime')]))
-    client = ros.node('client')
-    received = []
-    client.create_subscription(ExpressionArray, 'expressions', received.append, 10)
-    publisher = client.create_publisher(FaceArray, 'faces', 10)
-    ros.wait_for_subscribers(publisher)
+    node, publisher, received = _expression_graph(ros)
     face = FaceNode.face_message(_crop(front_end, sorted((CKPLUS / 'happiness').glob('*.png'))[0]), FaceArray().header)
     publisher.publish(FaceArray(faces=[face]))
     assert ros.spin_until(lambda: len(received) == 1)
@@ -102,12 +92,7 @@ def test_face_arrays_replaced_while_the_network_runs_are_counted(ros, front_end)
 def test_a_track_seen_at_rest_gets_calibrated_and_a_reset_starts_it_again(ros, front_end):
     """A subject's neutral frame for 30 frames, then their happy apex: the smile stands out against
     their own neutral; ~reset_calibration drops it."""
-    node = ros.add(ExpressionNode(context=ros.context, parameter_overrides=[Parameter('backend', value='onnxruntime')]))
-    client = ros.node('client')
-    received = []
-    client.create_subscription(ExpressionArray, 'expressions', received.append, 50)
-    publisher = client.create_publisher(FaceArray, 'faces', 50)
-    ros.wait_for_subscribers(publisher)
+    node, publisher, received = _expression_graph(ros)
     happy_path = sorted((CKPLUS / 'happiness').glob('*.png'))[0]
     neutral, happy = (FaceNode.face_message(_crop(front_end, path), FaceArray().header)
                       for path in (happy_path.parent.parent / 'neutral' / (happy_path.name[:9] + '00000001.png'),
@@ -131,7 +116,7 @@ def test_a_track_seen_at_rest_gets_calibrated_and_a_reset_starts_it_again(ros, f
     raw, calibrated = out.expressions[0].coefficients, out.expressions[0].calibrated
     assert len(calibrated) == 55 and calibrated[smile] > 0.3
     assert np.allclose(np.asarray(raw) - np.asarray(received[-2].expressions[0].coefficients), calibrated, atol=1e-6)
-    reset = client.create_client(Trigger, '/expression_node/reset_calibration')
+    reset = ros.node('service_client').create_client(Trigger, '/expression_node/reset_calibration')
     assert reset.wait_for_service(timeout_sec=5.0)
     future = reset.call_async(Trigger.Request())
     assert ros.spin_until(future.done) and future.result().success
