@@ -1,0 +1,96 @@
+"""DeepExp3D multi-task training: losses where each row has a target, the emotion head's bottleneck,
+votes to distributions, packing, resume and export."""
+import csv
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from fer3d_ros.core.emotion import EMOTIONS
+from fer3d_ros.core.morphable_model import load_landmark_model
+from training.build_dataset import VOTE_COLUMNS
+from training.deepexp3d import DeepExp3D
+from training.train_multitask import EmotionHead, load_rows, losses, main, packed_crops, vote_distribution
+
+MODEL = load_landmark_model()
+NAMES = list(MODEL.expression_names)
+ARGS = ['--arch', 'mobilenetv2_050', '--input-size', '32', '--batch-size', '4', '--workers', '0', '--threads', '1']
+
+
+def write_manifest(root, count=24):
+    """Random 224 crops: FER+-like rows with votes, video-fit rows with targets, labelled faces."""
+    rng = np.random.default_rng(0)
+    (root / 'crops').mkdir(parents=True)
+    header = ['crop', 'source', 'group', 'split', 'reprojection_px', 'roll', 'pitch', 'yaw', *NAMES, 'fit',
+              *VOTE_COLUMNS, 'label']
+    rows = []
+    for k in range(count):
+        cv2.imwrite(str(root / 'crops' / f'{k}.jpg'), rng.integers(0, 256, (224, 224, 3), dtype=np.uint8))
+        split = 'train' if k < 16 else 'val'
+        source = ('ferplus', 'clips', 'faces')[k % 3]
+        votes = [str(v) for v in rng.multinomial(10, [0.5, 0.3, 0.1, 0.1, 0, 0, 0, 0, 0, 0])] \
+            if source == 'ferplus' else [''] * 10
+        fit = {'ferplus': 'image', 'clips': 'video', 'faces': 'image_set'}[source]
+        rows.append([f'crops/{k}.jpg', source, f'g{k}', split, 1.0, 0, 0, 0, *rng.uniform(0, 1, len(NAMES)), fit,
+                     *votes, 'happy' if source == 'faces' else ''])
+    with open(root / 'manifest.csv', 'w', newline='') as file:
+        csv.writer(file).writerows([header, *rows])
+    return root / 'manifest.csv'
+
+
+def test_votes_become_a_distribution_over_the_seven_emotions():
+    # neutral happiness surprise sadness anger disgust fear contempt unknown not-a-face
+    distribution, majority = vote_distribution(['4', '0', '0', '1', '3', '0', '0', '1', '1', '0'])
+    assert distribution == pytest.approx(np.array([4, 0, 1, 0, 0, 0, 3]) / 8)  # neutral, happy, sad, ... anger
+    assert EMOTIONS[majority] == 'neutral'
+    assert vote_distribution(['2', '2', '0', '0', '0', '0', '0', '0', '6', '0'])[1] == -1  # unknown wins
+    assert vote_distribution([''] * 10)[0].sum() == 0
+
+
+def test_the_head_sees_only_the_observable_weights():
+    head = EmotionHead(MODEL.observable_expressions())
+    coefficients = torch.rand(5, 55)
+    hidden = [k for k in range(55) if k not in set(MODEL.observable_expressions())]
+    changed = coefficients.clone()
+    changed[:, hidden] = torch.rand(5, len(hidden))
+    assert torch.equal(head(coefficients), head(changed)) and len(hidden) == 13
+
+
+def test_rows_without_a_target_or_an_emotion_add_no_loss(tmp_path):
+    manifest = write_manifest(tmp_path)
+    rows = load_rows(manifest, NAMES, {'video': 1.0, 'image_set': 1.0, 'image': 0.3}, label_weight=0.3)
+    assert np.allclose(rows.target_weight[rows.source == 'ferplus'], 0.3)
+    assert set(rows.emotion_weight[rows.source == 'clips']) == {0.0}  # clips: no emotion
+    faces = rows.source == 'faces'
+    assert np.allclose(rows.emotion_weight[faces], 0.3)
+    assert (rows.emotion[faces].argmax(1) == EMOTIONS.index('happy')).all()
+    model, head = DeepExp3D('mobilenetv2_050'), EmotionHead(MODEL.observable_expressions())
+    batch = (torch.rand(2, 3, 32, 32) * 255, torch.rand(2, 55), torch.zeros(2), torch.zeros(2, 7), torch.zeros(2))
+    regression, emotion, _ = losses(model, head, batch, torch.device('cpu'))
+    assert regression.item() == 0.0 and emotion.item() == 0.0
+
+
+def test_crops_are_packed_once(tmp_path):
+    manifest = write_manifest(tmp_path, count=3)
+    rows = load_rows(manifest, NAMES, {}, 0.0)
+    pack = packed_crops(manifest, rows.crops, size=32)
+    assert pack.shape == (3, 32, 32, 3) and pack.dtype == np.uint8
+    stamp = (tmp_path / 'pack_32.npy').stat().st_mtime_ns
+    assert np.array_equal(packed_crops(manifest, rows.crops, size=32), pack)
+    assert (tmp_path / 'pack_32.npy').stat().st_mtime_ns == stamp
+
+
+def test_training_resumes_and_exports_the_network_and_its_head(tmp_path, capsys):
+    manifest = write_manifest(tmp_path / 'dataset')
+    out = tmp_path / 'run'
+    main([*ARGS, '--manifest', str(manifest), '--epochs', '1', '--out', str(out)])
+    main([*ARGS, '--manifest', str(manifest), '--epochs', '2', '--out', str(out), '--resume'])
+    assert 'after epoch 1' in capsys.readouterr().out
+    with open(out / 'log.csv') as file:
+        assert [int(row['epoch']) for row in csv.DictReader(file)] == [1, 2]
+    card = json.loads((out / 'deepexp3d_mnv2x05_32.json').read_text())
+    assert card['architecture'] == 'mobilenetv2_050' and card['metrics']['onnx_max_abs_diff'] < 1e-4
+    with np.load(out / 'emotion_head.npz') as head:
+        assert list(head['classes']) == list(EMOTIONS) and head['w1'].shape[0] == 42
