@@ -57,7 +57,7 @@ def test_trained_classifier_exports_exactly_and_reads_real_faces(ckplus_subset, 
     model.save(tmp_path / 'model.npz')
     classifier = EmotionClassifier(EmotionModel.load(tmp_path / 'model.npz'))
     reference = svm_pipeline(**params).fit(x, y).decision_function(x)
-    assert np.abs(classifier.decision(x) - reference).max() < 1e-8
+    assert np.abs(classifier.model.decision(x) - reference).max() < 1e-8
     probabilities = classifier.predict_proba(x)
     assert np.allclose(probabilities.sum(axis=1), 1.0) and (probabilities >= 0).all()
     assert np.mean(probabilities.argmax(axis=1) == y) >= 0.85  # training accuracy

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from fer3d_ros.core.emotion import EMOTIONS
+from fer3d_ros.core.emotion import EMOTIONS, default_classifier
+from fer3d_ros.core.inference import ModelFileError
 from fer3d_ros.core.morphable_model import load_landmark_model
 from training.build_dataset import VOTE_COLUMNS
 from training.deepexp3d import DeepExp3D
@@ -94,3 +95,17 @@ def test_training_resumes_and_exports_the_network_and_its_head(tmp_path, capsys)
     assert card['architecture'] == 'mobilenetv2_050' and card['metrics']['onnx_max_abs_diff'] < 1e-4
     with np.load(out / 'emotion_head.npz') as head:
         assert list(head['classes']) == list(EMOTIONS) and head['w1'].shape[0] == 42
+
+
+def test_the_exported_head_gives_emotion_node_the_probabilities_torch_gives(tmp_path):
+    head = EmotionHead(MODEL.observable_expressions()).eval()
+    np.savez(tmp_path / 'head.npz', model_id='mlp-head-test', classes=list(EMOTIONS), feature_names=NAMES,
+             features='raw', **head.arrays())
+    classifier = default_classifier(tmp_path / 'head.npz')
+    coefficients = np.random.default_rng(0).uniform(0, 1, (6, 55))
+    with torch.no_grad():
+        expected = torch.softmax(head(torch.from_numpy(coefficients).float()), dim=1).numpy()
+    assert np.abs(classifier.predict_proba(coefficients) - expected).max() < 1e-5
+    assert 'MLP 42-64-7' in classifier.model.describe()
+    with pytest.raises(ModelFileError, match='calibrated'):
+        default_classifier(tmp_path / 'head.npz', features='calibrated')

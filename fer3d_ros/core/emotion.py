@@ -1,4 +1,5 @@
-"""Emotion from 3DMM expression coefficients: a calibrated one-vs-all SVM ensemble (ECOC).
+"""Emotion from 3DMM expression coefficients: a calibrated one-vs-all SVM ensemble (ECOC), or the
+small MLP head that DeepExp3D was trained with (training/train_multitask.py).
 
 The classifier follows the paper: error-correcting output codes with one-vs-all coding, i.e. one
 RBF-kernel SVM per class, each answering "this class or not". Its input is the signed square root
@@ -11,11 +12,13 @@ calibrated) and the 7 per-class probabilities are normalised to sum to 1 — one
 The trained model is stored as plain arrays in an .npz (support vectors, dual coefficients,
 intercepts, sigmoid parameters, feature names): it loads without scikit-learn or pickle, so it
 cannot break across scikit-learn versions or run code on load. training/train_emotion.py writes it.
+The MLP head (observable weights -> 64 ReLU -> 7, softmax) is stored the same way, as its layers.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -63,6 +66,28 @@ class EmotionModel:
         model.check()
         return model
 
+    def describe(self) -> str:
+        return f'{self.model_id} ({len(self.classes)} classes, {len(self.support_vectors)} support vectors)'
+
+    @cached_property
+    def _support_norms(self) -> np.ndarray:
+        return (self.support_vectors.astype(np.float64) ** 2).sum(axis=1)
+
+    def decision(self, coefficients: np.ndarray) -> np.ndarray:
+        """(N, C) SVM decision values."""
+        x = feature_map(coefficients)
+        squared = (x ** 2).sum(axis=1)[:, None] + self._support_norms[None, :] - 2.0 * x @ self.support_vectors.T
+        kernel = np.exp(-self.gamma * np.maximum(squared, 0.0))
+        return kernel @ self.dual_coef.T + self.intercept
+
+    def probabilities(self, coefficients: np.ndarray) -> np.ndarray:
+        """(N, C): each class's Platt probability, normalised to sum to 1 (one-vs-all decoding)."""
+        a, b = self.sigmoid.T
+        per_class = 1.0 / (1.0 + np.exp(np.clip(self.decision(coefficients) * a + b, -500, 500)))
+        total = per_class.sum(axis=1, keepdims=True)
+        uniform = np.full_like(per_class, 1.0 / per_class.shape[1])
+        return np.where(total > 0, per_class / np.where(total > 0, total, 1.0), uniform)
+
     def check(self) -> None:
         n_classes, n_features = len(self.classes), len(self.feature_names)
         shapes = {'support_vectors': (self.support_vectors.shape[1:], (n_features,)),
@@ -71,6 +96,56 @@ class EmotionModel:
         wrong = [f'{name} {got} != {want}' for name, (got, want) in shapes.items() if got != want]
         if wrong or self.features not in ('raw', 'calibrated'):
             raise ModelFileError(f'emotion model {self.model_id} is inconsistent: {"; ".join(wrong) or self.features}')
+
+
+@dataclass(frozen=True)
+class HeadModel:
+    """DeepExp3D's emotion head: softmax(relu(x[observable] @ w1 + b1) @ w2 + b2) on raw coefficients."""
+    model_id: str
+    classes: tuple[str, ...]
+    feature_names: tuple[str, ...]
+    features: str
+    observable: np.ndarray  # (K,) indices of the coefficients the head reads
+    w1: np.ndarray          # (K, H)
+    b1: np.ndarray          # (H,)
+    w2: np.ndarray          # (H, C)
+    b2: np.ndarray          # (C,)
+
+    def describe(self) -> str:
+        layers = f'{len(self.observable)}-{len(self.b1)}-{len(self.b2)}'
+        return f'{self.model_id} ({len(self.classes)} classes, MLP {layers})'
+
+    def probabilities(self, coefficients: np.ndarray) -> np.ndarray:
+        hidden = np.maximum(np.asarray(coefficients, np.float64)[:, self.observable] @ self.w1 + self.b1, 0.0)
+        logits = hidden @ self.w2 + self.b2
+        exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return exp / exp.sum(axis=1, keepdims=True)
+
+    def check(self) -> None:
+        k, h, c = len(self.observable), len(self.b1), len(self.classes)
+        shapes = {'w1': (self.w1.shape, (k, h)), 'w2': (self.w2.shape, (h, c)), 'b2': (self.b2.shape, (c,))}
+        wrong = [f'{name} {got} != {want}' for name, (got, want) in shapes.items() if got != want]
+        if k and not 0 <= self.observable.min() <= self.observable.max() < len(self.feature_names):
+            wrong.append('observable indices outside the feature names')
+        if wrong or self.features != 'raw':
+            raise ModelFileError(f'emotion model {self.model_id} is inconsistent: {"; ".join(wrong) or self.features}')
+
+
+def load_emotion_model(path: str | os.PathLike) -> EmotionModel | HeadModel:
+    """An .npz written by training/train_emotion.py (SVMs) or training/train_multitask.py (head)."""
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            if 'w1' not in arrays:
+                return EmotionModel.load(path)
+            model = HeadModel(str(arrays['model_id']), tuple(map(str, arrays['classes'])),
+                              tuple(map(str, arrays['feature_names'])), str(arrays['features']),
+                              arrays['observable'].astype(int), *(arrays[k].astype(np.float64)
+                                                                  for k in ('w1', 'b1', 'w2', 'b2')))
+    except (OSError, ValueError, KeyError) as error:
+        raise ModelFileError(f'emotion model {path} is unreadable ({error}); train one with '
+                             'python -m training.train_emotion') from error
+    model.check()
+    return model
 
 
 def feature_map(coefficients: np.ndarray) -> np.ndarray:
@@ -82,10 +157,8 @@ def feature_map(coefficients: np.ndarray) -> np.ndarray:
 class EmotionClassifier:
     """Probabilities of the 7 emotions for batches of expression coefficient vectors."""
 
-    def __init__(self, model: EmotionModel) -> None:
+    def __init__(self, model: EmotionModel | HeadModel) -> None:
         self.model = model
-        self._sv = model.support_vectors.astype(np.float64)
-        self._sv_norms = (self._sv ** 2).sum(axis=1)
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -98,26 +171,15 @@ class EmotionClassifier:
                              f'coefficients named {self.model.feature_names[:3]}..., the input has {len(names)} named '
                              f'{tuple(names)[:3]}...: retrain it on this regressor (python -m training.train_emotion)')
 
-    def decision(self, coefficients: np.ndarray) -> np.ndarray:
-        """(N, C) SVM decision values."""
-        x = feature_map(coefficients)
-        squared = (x ** 2).sum(axis=1)[:, None] + self._sv_norms[None, :] - 2.0 * x @ self._sv.T
-        kernel = np.exp(-self.model.gamma * np.maximum(squared, 0.0))
-        return kernel @ self.model.dual_coef.T + self.model.intercept
-
     def predict_proba(self, coefficients: np.ndarray) -> np.ndarray:
-        """(N, C) calibrated probabilities in the order of `classes`; rows sum to 1."""
+        """(N, C) probabilities in the order of `classes`; rows sum to 1."""
         coefficients = np.atleast_2d(coefficients)
         if coefficients.shape[1] != len(self.model.feature_names):
             raise ValueError(f'expected {len(self.model.feature_names)} coefficients per face, '
                              f'got {coefficients.shape[1]}')
         if not np.isfinite(coefficients).all():
             raise ValueError('expression coefficients contain NaN or infinity')
-        a, b = self.model.sigmoid.T
-        per_class = 1.0 / (1.0 + np.exp(np.clip(self.decision(coefficients) * a + b, -500, 500)))
-        total = per_class.sum(axis=1, keepdims=True)
-        uniform = np.full_like(per_class, 1.0 / per_class.shape[1])
-        return np.where(total > 0, per_class / np.where(total > 0, total, 1.0), uniform)
+        return self.model.probabilities(coefficients)
 
 
 def default_classifier(model_path: str | os.PathLike | None = None, features: str = 'raw') -> EmotionClassifier:
@@ -125,7 +187,7 @@ def default_classifier(model_path: str | os.PathLike | None = None, features: st
     path = require_file(model_path, 'emotion classifier', 'Train one with python -m training.train_emotion, '
                         'or leave the model parameter empty for the shipped one.') \
         if model_path else find_model(CALIBRATED_MODEL_FILE if features == 'calibrated' else MODEL_FILE)
-    model = EmotionModel.load(path)
+    model = load_emotion_model(path)
     if model.features != features:
         raise ModelFileError(f'emotion model {path} was trained on {model.features} coefficients, this input needs '
                              f'one trained on {features} ones (python -m training.train_emotion --features '

@@ -46,9 +46,7 @@ class EmotionNode(Node):
         self.publisher = self.create_publisher(EmotionArray, 'emotions', RELIABLE_QOS)
         self.create_subscription(ExpressionArray, 'expressions',
                                  guarded(self, self.diagnostics, (ValueError,))(self.on_expressions), RELIABLE_QOS)
-        model = self.classifier.model
-        self.get_logger().info(f'ready: {model.model_id} ({len(model.classes)} classes, '
-                               f'{len(model.support_vectors)} support vectors)')
+        self.get_logger().info(f'ready: {self.classifier.model.describe()}')
 
     def on_expressions(self, msg: ExpressionArray) -> None:
         start = time.perf_counter()
