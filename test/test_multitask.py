@@ -13,6 +13,7 @@ from fer3d_ros.core.inference import ModelFileError
 from fer3d_ros.core.morphable_model import load_landmark_model
 from training.build_dataset import VOTE_COLUMNS
 from training.deepexp3d import DeepExp3D
+from training.select_emotion_classifier import ckplus_cv, fit_mlp, subsample
 from training.train_multitask import EmotionHead, load_rows, losses, main, packed_crops, vote_distribution
 
 MODEL = load_landmark_model()
@@ -99,8 +100,7 @@ def test_training_resumes_and_exports_the_network_and_its_head(tmp_path, capsys)
 
 def test_the_exported_head_gives_emotion_node_the_probabilities_torch_gives(tmp_path):
     head = EmotionHead(MODEL.observable_expressions()).eval()
-    np.savez(tmp_path / 'head.npz', model_id='mlp-head-test', classes=list(EMOTIONS), feature_names=NAMES,
-             features='raw', **head.arrays())
+    head.numpy_model('mlp-head-test', NAMES).save(tmp_path / 'head.npz')
     classifier = default_classifier(tmp_path / 'head.npz')
     coefficients = np.random.default_rng(0).uniform(0, 1, (6, 55))
     with torch.no_grad():
@@ -109,3 +109,17 @@ def test_the_exported_head_gives_emotion_node_the_probabilities_torch_gives(tmp_
     assert 'MLP 42-64-7' in classifier.model.describe()
     with pytest.raises(ModelFileError, match='calibrated'):
         default_classifier(tmp_path / 'head.npz', features='calibrated')
+
+
+def test_a_refitted_head_learns_separable_coefficients_and_subject_folds_hold_subjects_out():
+    rng = np.random.default_rng(0)
+    observable = MODEL.observable_expressions()
+    centres = rng.uniform(0, 1, (7, 55))
+    y = np.repeat(np.arange(7), 100)
+    x = np.clip(centres[y] + rng.normal(0, 0.05, (len(y), 55)), 0, 1)
+    x[:, [k for k in range(55) if k not in set(observable)]] = 0.0  # as the pseudo-ground truth keeps them
+    groups = np.array([f'S{k % 20}' for k in range(len(y))])
+    fit = lambda a, b: fit_mlp(a, b, tuple(NAMES), 'test')
+    predicted = ckplus_cv(fit, x, y, groups, x[:0], y[:0], folds=5)
+    assert np.mean(predicted == y) > 0.9
+    assert len(subsample(y, 70)) == 70 and set(np.bincount(y[subsample(y, 70)])) == {10}

@@ -38,7 +38,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from fer3d_ros.core.emotion import EMOTIONS
+from fer3d_ros.core.emotion import EMOTIONS, HeadModel
 from fer3d_ros.core.morphable_model import load_landmark_model
 from training.deepexp3d import ARCHITECTURES, DeepExp3D, model_id
 from training.emotion_data import FERPLUS_VOTES
@@ -177,12 +177,12 @@ class EmotionHead(nn.Module):
     def forward(self, coefficients: torch.Tensor) -> torch.Tensor:
         return self.layers(coefficients[:, self.observable])
 
-    def arrays(self) -> dict[str, np.ndarray]:
-        """The weights as NumPy arrays (what the run-time emotion model loads)."""
+    def numpy_model(self, model_id: str, names: list[str]) -> HeadModel:
+        """The head as the run-time emotion model (fer3d_ros.core.emotion.HeadModel)."""
         first, last = self.layers[0], self.layers[2]
-        return {'observable': self.observable.cpu().numpy(), 'w1': first.weight.detach().cpu().numpy().T,
-                'b1': first.bias.detach().cpu().numpy(), 'w2': last.weight.detach().cpu().numpy().T,
-                'b2': last.bias.detach().cpu().numpy()}
+        weights = (first.weight.T, first.bias, last.weight.T, last.bias)
+        return HeadModel(model_id, EMOTIONS, tuple(names), 'raw', self.observable.cpu().numpy(),
+                         *(w.detach().cpu().numpy().astype(np.float64) for w in weights))
 
 
 def losses(model: DeepExp3D, head: EmotionHead, batch: tuple[torch.Tensor, ...],
@@ -366,8 +366,7 @@ def export(args: argparse.Namespace, model: DeepExp3D, head: EmotionHead, names:
         'expression_names': names, 'metrics': metrics,
         'train': {'trainer': 'training.train_multitask', 'epoch': best['epoch'], **best['args']}})
     head_path = args.out / 'emotion_head.npz'
-    np.savez(head_path, model_id=f'mlp-head-{stem}', classes=list(EMOTIONS), feature_names=names,
-             features='raw', **head.arrays())
+    head.numpy_model(f'mlp-head-{stem}', names).save(head_path)
     tqdm.write(f"best epoch {best['epoch']}: {metrics}; wrote {args.out / stem}.onnx and {head_path}")
     return args.out / f'{stem}.onnx'
 

@@ -111,6 +111,10 @@ class HeadModel:
     w2: np.ndarray          # (H, C)
     b2: np.ndarray          # (C,)
 
+    def save(self, path: str | os.PathLike) -> None:
+        np.savez(path, model_id=self.model_id, classes=list(self.classes), feature_names=list(self.feature_names),
+                 features=self.features, observable=self.observable, w1=self.w1, b1=self.b1, w2=self.w2, b2=self.b2)
+
     def describe(self) -> str:
         layers = f'{len(self.observable)}-{len(self.b1)}-{len(self.b2)}'
         return f'{self.model_id} ({len(self.classes)} classes, MLP {layers})'

@@ -1,0 +1,132 @@
+"""Choose emotion_node's raw-coefficient classifier for a DeepExp3D model, on FER+ Valid and CK+.
+
+Candidates, all on the model's 55 coefficients of the run-time crops:
+- `joint`: the MLP head trained with the network (training/train_multitask.py, emotion_head.npz);
+  it never saw a CK+ label, so its CK+ figure is a held-out one.
+- `mlp`: the same MLP shape (42 observable weights -> 64 -> 7) refitted on frozen coefficients of
+  FER+ Train (majority labels) + CK+.
+- `ecoc`: the paper's ECOC one-vs-all RBF SVMs on a stratified FER+ Train subsample + CK+ (an RBF
+  SVM on all 28k images is hours on this CPU), hyper-parameters searched on that training set.
+CK+ figures are 10-fold subject-wise cross-validation (FER+ Train always in the training folds);
+FER+ Valid is the selection set. FER+ coefficients come from the dataset's registered crops
+(data/dataset, packed as training used them), CK+ through the run-time path. The winner (best FER+
+Valid accuracy among those within 1 point of the best CK+ accuracy) is saved as --out.
+
+    python -m training.select_emotion_classifier --model out/multitask/mobilenetv2_96/deepexp3d_mnv2_96.onnx
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.neural_network import MLPClassifier
+
+from fer3d_ros.core.emotion import EMOTIONS, EmotionClassifier, HeadModel, load_emotion_model
+from fer3d_ros.core.expression import ExpressionRegressor, default_regressor
+from fer3d_ros.core.morphable_model import load_landmark_model
+from training.emotion_data import load_features
+from training.emotion_svm import SearchSettings, fit_model
+from training.paths import DATA, MODELS
+from training.train_multitask import load_rows, packed_crops
+
+ECOC_SUBSAMPLE = 4000
+
+
+def ferplus_coefficients(regressor: ExpressionRegressor, manifest: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(coefficients, majority labels) of a FER+ split's registered crops with a clear majority."""
+    rows = load_rows(manifest, list(regressor.card.expression_names), {}, 0.0)
+    keep = np.flatnonzero((rows.source == 'ferplus') & (rows.split == split) & (rows.majority >= 0))
+    pack = packed_crops(manifest, rows.crops)
+    coefficients = np.concatenate([regressor.predict(list(pack[keep[k:k + 256]])) for k in range(0, len(keep), 256)])
+    return coefficients, rows.majority[keep]
+
+
+def fit_mlp(x: np.ndarray, y: np.ndarray, names: tuple[str, ...], model_id: str, seed: int = 0) -> HeadModel:
+    """The head's shape (observable weights -> 64 ReLU -> 7) fitted on frozen coefficients."""
+    observable = load_landmark_model().observable_expressions()
+    mlp = MLPClassifier(hidden_layer_sizes=(64,), alpha=1e-3, max_iter=300, early_stopping=True,
+                        random_state=seed).fit(x[:, observable], y)
+    if list(mlp.classes_) != list(range(len(EMOTIONS))):
+        raise ValueError('every emotion needs training examples')
+    (w1, w2), (b1, b2) = mlp.coefs_, mlp.intercepts_
+    return HeadModel(model_id, EMOTIONS, tuple(names), 'raw', np.asarray(observable), w1, b1, w2, b2)
+
+
+def fit_ecoc(x: np.ndarray, y: np.ndarray, names: tuple[str, ...], model_id: str, seed: int = 0):
+    """ECOC SVMs on all of CK+ given and a stratified subsample of the rest (groups: one per image)."""
+    return fit_model(x, y, np.arange(len(y)).astype(str), names, model_id, SearchSettings(trials=12, seed=seed))
+
+
+def subsample(y: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
+    """Indices of a class-stratified subsample of `count` (all of a class if it is small)."""
+    rng = np.random.default_rng(seed)
+    share = count / len(y)
+    return np.sort(np.concatenate([rng.choice(members, max(1, min(len(members), int(round(share * len(members))))),
+                                              replace=False) for k in range(len(EMOTIONS))
+                                   if len(members := np.flatnonzero(y == k))]))
+
+
+def ckplus_cv(fit, ck_x: np.ndarray, ck_y: np.ndarray, ck_groups: np.ndarray, extra_x: np.ndarray,
+              extra_y: np.ndarray, folds: int = 10) -> np.ndarray:
+    """Out-of-fold CK+ predictions, every fold trained on the other subjects + the extra images."""
+    predicted = np.zeros(len(ck_y), int)
+    for train, test in StratifiedGroupKFold(folds, shuffle=True, random_state=0).split(ck_x, ck_y, ck_groups):
+        model = fit(np.concatenate([extra_x, ck_x[train]]), np.concatenate([extra_y, ck_y[train]]))
+        predicted[test] = EmotionClassifier(model).predict_proba(ck_x[test]).argmax(axis=1)
+    return predicted
+
+
+def balanced(y: np.ndarray, predicted: np.ndarray) -> float:
+    return float(np.mean([np.mean(predicted[y == k] == k) for k in np.unique(y)]))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--model', required=True, help='DeepExp3D ONNX model (its .json card beside it)')
+    parser.add_argument('--head', help='its joint emotion head (default: emotion_head.npz beside the model)')
+    parser.add_argument('--manifest', type=Path, default=DATA / 'dataset' / 'manifest.csv')
+    parser.add_argument('--folds', type=int, default=10)
+    parser.add_argument('--out', type=Path, default=MODELS / 'emotion_head.npz',
+                        help='where the chosen classifier goes (.npz)')
+    args = parser.parse_args()
+    regressor = default_regressor(args.model, backend='onnxruntime')
+    names, stem = tuple(regressor.card.expression_names), regressor.card.model_id
+    train_x, train_y = ferplus_coefficients(regressor, args.manifest, 'train')
+    valid_x, valid_y = ferplus_coefficients(regressor, args.manifest, 'val')
+    ckplus = load_features('ckplus', regressor)
+    found = ckplus.found
+    ck_x, ck_y, ck_groups = ckplus.cnn[found], ckplus.labels[found], ckplus.groups[found]
+    print(f'{stem}: FER+ Train {len(train_y)}, FER+ Valid {len(valid_y)}, CK+ {len(ck_y)} images with a face '
+          f'({(~found).sum()} without, counted wrong below)')
+    ecoc_rows = subsample(train_y, ECOC_SUBSAMPLE)
+    candidates = {
+        'joint': (load_emotion_model(args.head or Path(args.model).parent / 'emotion_head.npz'), None),
+        'mlp': (None, lambda x, y: fit_mlp(x, y, names, f'mlp-ferplus-ckplus-{stem}')),
+        'ecoc': (None, lambda x, y: fit_ecoc(x, y, names, f'ecoc-svm-ferplus-ckplus-{stem}')),
+    }
+    extra = {'mlp': (train_x, train_y), 'ecoc': (train_x[ecoc_rows], train_y[ecoc_rows])}
+    results = {}
+    for name, (model, fit) in candidates.items():
+        if fit is not None:
+            ck_predicted = ckplus_cv(fit, ck_x, ck_y, ck_groups, *extra[name], folds=args.folds)
+            model = fit(np.concatenate([extra[name][0], ck_x]), np.concatenate([extra[name][1], ck_y]))
+        else:
+            ck_predicted = EmotionClassifier(model).predict_proba(ck_x).argmax(axis=1)
+        valid_predicted = EmotionClassifier(model).predict_proba(valid_x).argmax(axis=1)
+        ck_all = np.concatenate([ck_predicted == ck_y, np.zeros((~found).sum(), bool)]).mean()
+        results[name] = (model, float((valid_predicted == valid_y).mean()), balanced(valid_y, valid_predicted),
+                         float(ck_all), balanced(ck_y, ck_predicted))
+        print(f'  {name:6s} FER+ Valid {results[name][1]:.4f} (balanced {results[name][2]:.4f}) | CK+ '
+              f'{"held out" if fit is None else f"{args.folds}-fold CV"} {results[name][3]:.4f} '
+              f'(balanced {results[name][4]:.4f}) | {model.describe()}')
+    best_ck = max(result[3] for result in results.values())
+    chosen = max((name for name in results if results[name][3] >= best_ck - 0.01), key=lambda n: results[n][1])
+    model = results[chosen][0]
+    model.save(args.out)
+    print(f'chosen: {chosen} (best FER+ Valid within 1 point of the best CK+); saved {args.out}')
+
+
+if __name__ == '__main__':
+    main()
