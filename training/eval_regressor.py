@@ -31,9 +31,12 @@ from training.media import detect_faces
 from training.paths import DATA, SHARED
 
 
-def held_out_accuracy(manifest: Path, split: str, limit: int | None, regressor) -> None:
+def held_out_accuracy(manifest: Path, split: str, limit: int | None, regressor,
+                      sources: tuple[str, ...] = ('clips', 'ckplus', 'faces')) -> None:
+    """MSE of the CNN and of a per-image fit to the video / image-set pseudo-ground truth (FER+'s
+    single-image fits are no reference for a per-image fit, so FER+ is left out by default)."""
     with open(manifest) as file:
-        rows = [row for row in csv.DictReader(file) if row['split'] == split][:limit]
+        rows = [row for row in csv.DictReader(file) if row['split'] == split and row['source'] in sources][:limit]
     names = regressor.card.expression_names
     model, detector, landmarker = load_landmark_model(), default_detector(), DlibLandmarker()
     errors = defaultdict(lambda: defaultdict(list))  # source -> method -> squared errors
