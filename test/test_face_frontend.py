@@ -131,3 +131,49 @@ def test_front_end_finds_landmarks_crop_and_pose_on_a_real_image(front_end):
 
 def test_front_end_returns_nothing_for_a_frame_without_faces(front_end):
     assert front_end.process(np.full((480, 640, 3), 127, np.uint8)).faces == []
+
+
+class CountingDetector:
+    """The real detector, with a count of the frames it ran on."""
+
+    def __init__(self, detector) -> None:
+        self.detector, self.calls = detector, 0
+
+    def detect(self, image):
+        self.calls += 1
+        return self.detector.detect(image)
+
+
+def _clip(frames: int):
+    from fer3d_ros.core.sample_data import pyfeat_media
+    from fer3d_ros.core.video import read_frames
+    return list(read_frames(pyfeat_media('WolfgangLanger_Pexels.mp4'), max_frames=frames))
+
+
+def test_faces_are_followed_between_detections_with_the_same_id_and_landmarks():
+    frames = _clip(30)
+    every_frame = FaceFrontEnd(default_detector(), DlibLandmarker(), FaceTracker(), TEMPLATE)
+    detector = CountingDetector(default_detector())
+    scheduled = FaceFrontEnd(detector, DlibLandmarker(), FaceTracker(), TEMPLATE, detect_every=5)
+    errors, ids = [], set()
+    for frame in frames:
+        (reference,), (followed,) = every_frame.process(frame).faces, scheduled.process(frame).faces
+        size = np.linalg.norm(reference.box[2:] - reference.box[:2])
+        errors.append(np.linalg.norm(followed.landmarks - reference.landmarks, axis=1).mean() / size)
+        ids.add(followed.id)
+        assert followed.score > 0.5  # the score of its last detection
+    assert detector.calls == 6 and ids == {'f0001'}
+    assert np.median(errors) < 0.01 and max(errors) < 0.03  # fractions of the face diagonal
+
+
+def test_a_face_that_leaves_is_dropped_at_once_and_one_that_walks_in_is_found_within_detect_every_frames():
+    frame = _clip(1)[0]
+    alone, together = (np.hstack([frame, other]) for other in (np.zeros_like(frame), frame))
+    detector = CountingDetector(default_detector())
+    front_end = FaceFrontEnd(detector, DlibLandmarker(), FaceTracker(max_misses=0), TEMPLATE, detect_every=4)
+    assert len(front_end.process(together).faces) == 2
+    assert len(front_end.process(alone).faces) == 1  # the right one left: no longer like itself, detect
+    assert detector.calls == 2
+    counts = [len(front_end.process(together).faces) for _ in range(4)]  # it walks in again
+    assert counts == [1, 1, 1, 2] and detector.calls == 3  # found at the next scheduled detection
+    assert len(front_end.process(np.zeros_like(together)).faces) == 0  # both leave: gone at once

@@ -92,6 +92,8 @@ def test_absurd_parameters_are_refused_at_start(ros):
 def test_thresholds_change_at_run_time_within_their_range_and_model_files_need_a_restart(ros):
     """Through the parameter service, as `ros2 param set /face_node detector.score_threshold 0.9` does."""
     node, publisher, received = _start(ros)
+    assert ros.set_parameters('/face_node', tracking__detect_every=1).successful  # every frame: the detector decides
+    assert node.front_end.detect_every == 1
     image = numpy_to_image(_frame(), 'bgr8')
     _send(ros, publisher, received, image, 1)
     (face,) = received[-1].faces

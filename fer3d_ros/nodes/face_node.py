@@ -72,7 +72,13 @@ class FaceNode(Node):
                             on_change=lambda value: setattr(self.front_end.tracker, 'min_iou', value)))
         crop_size = declare(self, 'crop_size', 224, 'Side of the aligned crop in pixels.',
                             minimum=16, maximum=1024)
-        return FaceFrontEnd(detector, landmarker, tracker, load_face_template(), crop_size)
+        detect_every = declare(
+            self, 'tracking.detect_every', 5,
+            'Run the face detector on every n-th frame, and whenever a followed face is lost; in between, '
+            'faces are followed from their landmarks. A face that walks in is found within n frames. 1 = '
+            'detect on every frame.', minimum=1, maximum=1000,
+            on_change=lambda value: setattr(self.front_end, 'detect_every', value))
+        return FaceFrontEnd(detector, landmarker, tracker, load_face_template(), crop_size, detect_every=detect_every)
 
     def on_image(self, msg: Image | CompressedImage) -> None:
         start = time.perf_counter()
