@@ -26,6 +26,7 @@ from fer3d_ros.core.pose import ScaledOrthographicCamera, fit_camera
 from fer3d_ros.core.tracking import FaceTracker
 
 STAGES = ('detect', 'landmarks', 'track', 'align', 'pose')
+DETECT_EVERY = 5  # face_node's default: the detector on every 5th frame, faces followed in between
 # Landmarks -> a RetinaFace-like box: (centre shift x, centre shift y, width scale, height scale)
 # relative to the landmarks' extent; medians over 440 detections of 16 clips (ratios 10-90 %:
 # shift y -0.20..-0.12, width 0.92..1.01, height 1.23..1.38).

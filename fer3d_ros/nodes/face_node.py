@@ -8,7 +8,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image
 
 from fer3d_ros.core.detection import default_detector
-from fer3d_ros.core.face_frontend import FaceFrontEnd, FaceObservation
+from fer3d_ros.core.face_frontend import DETECT_EVERY, FaceFrontEnd, FaceObservation
 from fer3d_ros.core.face_template import load_face_template
 from fer3d_ros.core.image_conversion import ImageConversionError, message_to_bgr8, numpy_to_image
 from fer3d_ros.core.landmarks import DlibLandmarker
@@ -73,7 +73,7 @@ class FaceNode(Node):
         crop_size = declare(self, 'crop_size', 224, 'Side of the aligned crop in pixels.',
                             minimum=16, maximum=1024)
         detect_every = declare(
-            self, 'tracking.detect_every', 5,
+            self, 'tracking.detect_every', DETECT_EVERY,
             'Run the face detector on every n-th frame, and whenever a followed face is lost; in between, '
             'faces are followed from their landmarks. A face that walks in is found within n frames. 1 = '
             'detect on every frame.', minimum=1, maximum=1000,
