@@ -123,3 +123,13 @@ def test_a_refitted_head_learns_separable_coefficients_and_subject_folds_hold_su
     predicted = ckplus_cv(fit, x, y, groups, x[:0], y[:0], folds=5)
     assert np.mean(predicted == y) > 0.9
     assert len(subsample(y, 70)) == 70 and set(np.bincount(y[subsample(y, 70)])) == {10}
+
+
+def test_a_recentred_head_reads_calibrated_faces_as_the_population_neutral_plus_the_expression(tmp_path):
+    head = EmotionHead(MODEL.observable_expressions()).eval().numpy_model('raw-head', NAMES)
+    neutral = np.random.default_rng(1).uniform(0, 0.3, 55)
+    calibrated = head.for_calibrated(neutral, 'recentred')
+    calibrated.save(tmp_path / 'calibrated.npz')
+    loaded = default_classifier(tmp_path / 'calibrated.npz', features='calibrated')
+    delta = np.random.default_rng(2).uniform(-0.2, 0.2, (3, 55))
+    assert np.allclose(loaded.predict_proba(delta), head.probabilities(neutral + delta))

@@ -11,6 +11,11 @@ CK+ figures are 10-fold subject-wise cross-validation (FER+ Train always in the 
 FER+ Valid is the selection set. FER+ coefficients come from the dataset's registered crops
 (data/dataset, packed as training used them), CK+ through the run-time path. The winner (best FER+
 Valid accuracy among those within 1 point of the best CK+ accuracy) is saved as --out.
+For calibrated faces (emotion_node's second classifier), on CK+ images calibrated as the last
+frame of a simulated track of their subject: the chosen head re-centred on the population's
+neutral face (median coefficients of FER+ Train's neutral faces), against ECOC SVMs trained on
+calibrated CK+ (what training/train_emotion.py --features calibrated does); the better goes to
+--calibrated-out.
 
     python -m training.select_emotion_classifier --model out/multitask/mobilenetv2_96/deepexp3d_mnv2_96.onnx
 """
@@ -26,8 +31,8 @@ from sklearn.neural_network import MLPClassifier
 from fer3d_ros.core.emotion import EMOTIONS, EmotionClassifier, HeadModel, load_emotion_model
 from fer3d_ros.core.expression import ExpressionRegressor, default_regressor
 from fer3d_ros.core.morphable_model import load_landmark_model
-from training.emotion_data import load_features
-from training.emotion_svm import SearchSettings, fit_model
+from training.emotion_data import calibrated_features, load_features
+from training.emotion_svm import SearchSettings, cross_validate, fit_model
 from training.paths import DATA, MODELS
 from training.train_multitask import load_rows, packed_crops
 
@@ -69,17 +74,66 @@ def subsample(y: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
 
 
 def ckplus_cv(fit, ck_x: np.ndarray, ck_y: np.ndarray, ck_groups: np.ndarray, extra_x: np.ndarray,
-              extra_y: np.ndarray, folds: int = 10) -> np.ndarray:
-    """Out-of-fold CK+ predictions, every fold trained on the other subjects + the extra images."""
+              extra_y: np.ndarray, folds: int = 10, test_x: np.ndarray | None = None) -> np.ndarray:
+    """Out-of-fold CK+ predictions, every fold trained on the other subjects + the extra images;
+    `test_x` (default `ck_x`) are the features the held-out subjects are predicted from."""
+    test_x = ck_x if test_x is None else test_x
     predicted = np.zeros(len(ck_y), int)
     for train, test in StratifiedGroupKFold(folds, shuffle=True, random_state=0).split(ck_x, ck_y, ck_groups):
         model = fit(np.concatenate([extra_x, ck_x[train]]), np.concatenate([extra_y, ck_y[train]]))
-        predicted[test] = EmotionClassifier(model).predict_proba(ck_x[test]).argmax(axis=1)
+        predicted[test] = EmotionClassifier(model).predict_proba(test_x[test]).argmax(axis=1)
     return predicted
 
 
 def balanced(y: np.ndarray, predicted: np.ndarray) -> float:
     return float(np.mean([np.mean(predicted[y == k] == k) for k in np.unique(y)]))
+
+
+def choose_raw(candidates: dict, extra: dict, valid: tuple, ck: tuple, no_face: int, folds: int) -> tuple:
+    """Each candidate on FER+ Valid and CK+; the best FER+ Valid among those within 1 point of the
+    best CK+. Returns (name, model, its fit function or None)."""
+    (valid_x, valid_y), (ck_x, ck_y, ck_groups) = valid, ck
+    results = {}
+    for name, (model, fit) in candidates.items():
+        if fit is not None:
+            ck_predicted = ckplus_cv(fit, ck_x, ck_y, ck_groups, *extra[name], folds=folds)
+            model = fit(np.concatenate([extra[name][0], ck_x]), np.concatenate([extra[name][1], ck_y]))
+        else:
+            ck_predicted = EmotionClassifier(model).predict_proba(ck_x).argmax(axis=1)
+        valid_predicted = EmotionClassifier(model).predict_proba(valid_x).argmax(axis=1)
+        ck_all = float(np.concatenate([ck_predicted == ck_y, np.zeros(no_face, bool)]).mean())
+        results[name] = (model, float((valid_predicted == valid_y).mean()), ck_all)
+        print(f'  {name:9s} FER+ Valid {results[name][1]:.4f} (balanced {balanced(valid_y, valid_predicted):.4f}) | '
+              f'CK+ {"held out" if fit is None else f"{folds}-fold CV"} {ck_all:.4f} (balanced '
+              f'{balanced(ck_y, ck_predicted):.4f}) | {model.describe()}')
+    best_ck = max(result[2] for result in results.values())
+    chosen = max((name for name in results if results[name][2] >= best_ck - 0.01), key=lambda n: results[n][1])
+    return chosen, results[chosen][0], candidates[chosen][1]
+
+
+def choose_calibrated(raw, raw_fit, extra: tuple, ckplus, population_neutral: np.ndarray,
+                      names: tuple[str, ...], stem: str, folds: int):
+    """The calibrated path on CK+ (each image the last frame of a simulated track of its subject):
+    the raw head re-centred on the population's neutral face, against ECOC SVMs trained on calibrated
+    CK+ (cross-validated the same way). Images without a calibration count wrong. Returns the better."""
+    calibrated = calibrated_features(ckplus)
+    usable = ckplus.found & np.isfinite(calibrated).all(axis=1)
+    x_raw, x_cal, y, groups = ckplus.cnn[usable], calibrated[usable], ckplus.labels[usable], ckplus.groups[usable]
+    accuracy = lambda predicted: float((predicted == y).sum() / len(ckplus.labels))
+    options = {}
+    if isinstance(raw, HeadModel):
+        recentred = raw.for_calibrated(population_neutral, f'{raw.model_id}-recentred')
+        predicted = EmotionClassifier(recentred).predict_proba(x_cal).argmax(axis=1) if raw_fit is None else \
+            ckplus_cv(lambda a, b: raw_fit(a, b).for_calibrated(population_neutral, 'cv'), x_raw, y, groups, *extra,
+                      folds=folds, test_x=x_cal)
+        options['recentred head'] = (recentred, accuracy(predicted))
+    probabilities, _ = cross_validate(x_cal, y, groups, names, folds, SearchSettings())
+    ecoc = fit_model(x_cal, y, groups, names, f'ecoc-svm-ckplus-calibrated-{stem}', features='calibrated')
+    options['ECOC on calibrated CK+'] = (ecoc, accuracy(probabilities.argmax(axis=1)))
+    print(f'calibrated path, CK+ ({usable.sum()} of {len(y)} images with a calibration; the rest count wrong):')
+    for name, (model, score) in options.items():
+        print(f'  {name:24s} {score:.4f} | {model.describe()}')
+    return max(options.values(), key=lambda option: option[1])[0]
 
 
 def main() -> None:
@@ -88,8 +142,10 @@ def main() -> None:
     parser.add_argument('--head', help='its joint emotion head (default: emotion_head.npz beside the model)')
     parser.add_argument('--manifest', type=Path, default=DATA / 'dataset' / 'manifest.csv')
     parser.add_argument('--folds', type=int, default=10)
-    parser.add_argument('--out', type=Path, default=MODELS / 'emotion_head.npz',
-                        help='where the chosen classifier goes (.npz)')
+    parser.add_argument('--out', type=Path, default=MODELS / 'emotion_classifier.npz',
+                        help='where the chosen raw-coefficient classifier goes (.npz)')
+    parser.add_argument('--calibrated-out', type=Path, default=MODELS / 'emotion_classifier_calibrated.npz',
+                        help='where the chosen calibrated-coefficient classifier goes (.npz)')
     args = parser.parse_args()
     regressor = default_regressor(args.model, backend='onnxruntime')
     names, stem = tuple(regressor.card.expression_names), regressor.card.model_id
@@ -97,8 +153,8 @@ def main() -> None:
     valid_x, valid_y = ferplus_coefficients(regressor, args.manifest, 'val')
     ckplus = load_features('ckplus', regressor)
     found = ckplus.found
-    ck_x, ck_y, ck_groups = ckplus.cnn[found], ckplus.labels[found], ckplus.groups[found]
-    print(f'{stem}: FER+ Train {len(train_y)}, FER+ Valid {len(valid_y)}, CK+ {len(ck_y)} images with a face '
+    ck = ckplus.cnn[found], ckplus.labels[found], ckplus.groups[found]
+    print(f'{stem}: FER+ Train {len(train_y)}, FER+ Valid {len(valid_y)}, CK+ {len(ck[1])} images with a face '
           f'({(~found).sum()} without, counted wrong below)')
     ecoc_rows = subsample(train_y, ECOC_SUBSAMPLE)
     candidates = {
@@ -106,26 +162,16 @@ def main() -> None:
         'mlp': (None, lambda x, y: fit_mlp(x, y, names, f'mlp-ferplus-ckplus-{stem}')),
         'ecoc': (None, lambda x, y: fit_ecoc(x, y, names, f'ecoc-svm-ferplus-ckplus-{stem}')),
     }
-    extra = {'mlp': (train_x, train_y), 'ecoc': (train_x[ecoc_rows], train_y[ecoc_rows])}
-    results = {}
-    for name, (model, fit) in candidates.items():
-        if fit is not None:
-            ck_predicted = ckplus_cv(fit, ck_x, ck_y, ck_groups, *extra[name], folds=args.folds)
-            model = fit(np.concatenate([extra[name][0], ck_x]), np.concatenate([extra[name][1], ck_y]))
-        else:
-            ck_predicted = EmotionClassifier(model).predict_proba(ck_x).argmax(axis=1)
-        valid_predicted = EmotionClassifier(model).predict_proba(valid_x).argmax(axis=1)
-        ck_all = np.concatenate([ck_predicted == ck_y, np.zeros((~found).sum(), bool)]).mean()
-        results[name] = (model, float((valid_predicted == valid_y).mean()), balanced(valid_y, valid_predicted),
-                         float(ck_all), balanced(ck_y, ck_predicted))
-        print(f'  {name:6s} FER+ Valid {results[name][1]:.4f} (balanced {results[name][2]:.4f}) | CK+ '
-              f'{"held out" if fit is None else f"{args.folds}-fold CV"} {results[name][3]:.4f} '
-              f'(balanced {results[name][4]:.4f}) | {model.describe()}')
-    best_ck = max(result[3] for result in results.values())
-    chosen = max((name for name in results if results[name][3] >= best_ck - 0.01), key=lambda n: results[n][1])
-    model = results[chosen][0]
+    extra = {'joint': (train_x[:0], train_y[:0]), 'mlp': (train_x, train_y),
+             'ecoc': (train_x[ecoc_rows], train_y[ecoc_rows])}
+    chosen, model, fit = choose_raw(candidates, extra, (valid_x, valid_y), ck, int((~found).sum()), args.folds)
     model.save(args.out)
-    print(f'chosen: {chosen} (best FER+ Valid within 1 point of the best CK+); saved {args.out}')
+    print(f'raw: chose {chosen} (best FER+ Valid within 1 point of the best CK+); saved {args.out}')
+    population_neutral = np.median(train_x[train_y == EMOTIONS.index('neutral')], axis=0)
+    calibrated = choose_calibrated(model, fit, extra[chosen], ckplus, population_neutral, names, stem,
+                                   args.folds)
+    calibrated.save(args.calibrated_out)
+    print(f'calibrated: saved {calibrated.model_id} as {args.calibrated_out}')
 
 
 if __name__ == '__main__':

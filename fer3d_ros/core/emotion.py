@@ -17,7 +17,7 @@ The MLP head (observable weights -> 64 ReLU -> 7, softmax) is stored the same wa
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
@@ -100,7 +100,13 @@ class EmotionModel:
 
 @dataclass(frozen=True)
 class HeadModel:
-    """DeepExp3D's emotion head: softmax(relu(x[observable] @ w1 + b1) @ w2 + b2) on raw coefficients."""
+    """DeepExp3D's emotion head: softmax(relu(x[observable] @ w1 + b1) @ w2 + b2), x = coefficients + offset.
+
+    On raw coefficients the offset is 0. The same head serves calibrated (neutral-relative)
+    coefficients with `offset` = the population's neutral face: a calibrated face is then the
+    population's neutral plus what this person's face does, so a head trained in the wild reads it
+    without the person's own resting offset.
+    """
     model_id: str
     classes: tuple[str, ...]
     feature_names: tuple[str, ...]
@@ -110,17 +116,26 @@ class HeadModel:
     b1: np.ndarray          # (H,)
     w2: np.ndarray          # (H, C)
     b2: np.ndarray          # (C,)
+    offset: np.ndarray | None = None  # (n,) added to the coefficients first; None: zeros
 
     def save(self, path: str | os.PathLike) -> None:
+        offset = np.zeros(len(self.feature_names)) if self.offset is None else self.offset
         np.savez(path, model_id=self.model_id, classes=list(self.classes), feature_names=list(self.feature_names),
-                 features=self.features, observable=self.observable, w1=self.w1, b1=self.b1, w2=self.w2, b2=self.b2)
+                 features=self.features, observable=self.observable, w1=self.w1, b1=self.b1, w2=self.w2, b2=self.b2,
+                 offset=offset)
+
+    def for_calibrated(self, population_neutral: np.ndarray, model_id: str) -> HeadModel:
+        """This head for calibrated coefficients, re-centred on the population's neutral face."""
+        return replace(self, model_id=model_id, features='calibrated',
+                       offset=np.asarray(population_neutral, np.float64))
 
     def describe(self) -> str:
         layers = f'{len(self.observable)}-{len(self.b1)}-{len(self.b2)}'
         return f'{self.model_id} ({len(self.classes)} classes, MLP {layers})'
 
     def probabilities(self, coefficients: np.ndarray) -> np.ndarray:
-        hidden = np.maximum(np.asarray(coefficients, np.float64)[:, self.observable] @ self.w1 + self.b1, 0.0)
+        x = np.asarray(coefficients, np.float64) + (0.0 if self.offset is None else self.offset)
+        hidden = np.maximum(x[:, self.observable] @ self.w1 + self.b1, 0.0)
         logits = hidden @ self.w2 + self.b2
         exp = np.exp(logits - logits.max(axis=1, keepdims=True))
         return exp / exp.sum(axis=1, keepdims=True)
@@ -131,7 +146,9 @@ class HeadModel:
         wrong = [f'{name} {got} != {want}' for name, (got, want) in shapes.items() if got != want]
         if k and not 0 <= self.observable.min() <= self.observable.max() < len(self.feature_names):
             wrong.append('observable indices outside the feature names')
-        if wrong or self.features != 'raw':
+        if self.offset is not None and self.offset.shape != (len(self.feature_names),):
+            wrong.append(f'offset {self.offset.shape} != ({len(self.feature_names)},)')
+        if wrong or self.features not in ('raw', 'calibrated'):
             raise ModelFileError(f'emotion model {self.model_id} is inconsistent: {"; ".join(wrong) or self.features}')
 
 
@@ -144,7 +161,8 @@ def load_emotion_model(path: str | os.PathLike) -> EmotionModel | HeadModel:
             model = HeadModel(str(arrays['model_id']), tuple(map(str, arrays['classes'])),
                               tuple(map(str, arrays['feature_names'])), str(arrays['features']),
                               arrays['observable'].astype(int), *(arrays[k].astype(np.float64)
-                                                                  for k in ('w1', 'b1', 'w2', 'b2')))
+                                                                  for k in ('w1', 'b1', 'w2', 'b2')),
+                              arrays['offset'].astype(np.float64) if 'offset' in arrays else None)
     except (OSError, ValueError, KeyError) as error:
         raise ModelFileError(f'emotion model {path} is unreadable ({error}); train one with '
                              'python -m training.train_emotion') from error
