@@ -160,20 +160,23 @@ def load_features(name: str, regressor: ExpressionRegressor,
     return features
 
 
-def calibrated_features(features: Features, settings: CalibrationSettings | None = None) -> np.ndarray:
+def calibrated_features(features: Features, settings: CalibrationSettings | None = None,
+                        neutral: np.ndarray | None = None) -> np.ndarray:
     """Each image's coefficients calibrated as the last frame of a simulated track of its subject.
 
     The track shows the subject's other neutral images (CK+: the first frames of their other
     sequences, and of this sequence for an apex), then the image, through the run-time
     `Calibrator`. Rows are NaN where no neutral baseline exists: no other neutral image of the
-    subject passed the calibrator's activity gate, or the image has no face.
+    subject passed the calibrator's activity gate, or the image has no face. `neutral` (N,) marks
+    the neutral images (default: those labelled neutral).
     """
     calibrated = np.full(features.cnn.shape, np.nan, np.float32)
     calibrator = Calibrator(features.cnn.shape[1], settings or CalibrationSettings())
-    groups, labels = features.groups, features.labels
+    groups = features.groups
+    neutral = features.labels == EMOTIONS.index('neutral') if neutral is None else neutral
     for subject in np.unique(groups):
         members = np.flatnonzero((groups == subject) & features.found)
-        neutrals = members[labels[members] == EMOTIONS.index('neutral')]
+        neutrals = members[neutral[members]]
         for image in members:
             calibrator.reset()
             calibrator.new_frame(0.0)

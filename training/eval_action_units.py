@@ -1,0 +1,178 @@
+"""Action units from the 3D expression, against CK+'s certified FACS codes (posed faces only).
+
+Images: the apex frame of each of CK+'s 327 FACS-coded sequences (../shared/data/ckplus_facs: AU
+occurrence at the apex) and the 593 neutral first frames (no AU), through the run-time path
+(training/emotion_data.py: upscale-and-pad, RetinaFace, dlib, registration, DeepExp3D). For every AU
+with at least 20 positives, 10-fold subject-wise cross-validation (no subject in two folds):
+- `mapping`: the AU's intensity from its blendshapes (fer3d_ros.core.action_units); the presence
+  threshold that maximises F1 on the training folds is applied to the test fold;
+- `learned`: one logistic regression per AU on the 55 coefficients (balanced classes), its
+  probability thresholded the same way;
+each on raw coefficients and on calibrated ones (each image the last frame of a simulated track of
+its subject, as training/eval_calibration.py does; images without a calibration score 0). Printed:
+positives, AUC and F1 per AU and their means; the PNG shows them. The thresholds of the mapping on
+raw coefficients, fitted on all images, are written to models/action_units.json with the figures.
+
+    python -m training.eval_action_units [--model M.onnx] [--out models/action_units.json]
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score, roc_auc_score
+from sklearn.model_selection import GroupKFold
+
+from fer3d_ros.core.action_units import MODEL_FILE, ActionUnitReader
+from fer3d_ros.core.expression import default_regressor
+from training.emotion_data import FeatureExtractor, Features, LabelledImage, calibrated_features
+from training.paths import DATA, MODELS, OUT, SHARED
+
+MIN_POSITIVES = 20
+
+
+def ckplus_facs_images() -> tuple[list[LabelledImage], np.ndarray, list[int]]:
+    """Apex images with their AU codes, then the neutral first frames (no AU): (images, codes, AU numbers)."""
+    with open(SHARED / 'ckplus_facs' / 'ckplus_facs.csv', newline='') as file:
+        rows = list(csv.DictReader(file))
+    numbers = [int(key[2:]) for key in rows[0] if key.startswith('AU')]
+    codes = {row['sequence']: [int(row[f'AU{n}']) for n in numbers] for row in rows}
+    images, labels = [], []
+    for path in sorted((SHARED / 'ckplus_128').glob('*/*.png')):
+        sequence = '_'.join(path.name.split('_')[:2])
+        if path.parent.name == 'neutral':
+            images.append(LabelledImage(path, 'neutral', sequence.split('_')[0]))
+            labels.append([0] * len(numbers))
+        elif sequence in codes:
+            images.append(LabelledImage(path, 'apex', sequence.split('_')[0]))
+            labels.append(codes[sequence])
+    return images, np.array(labels, bool), numbers
+
+
+def features_of(images: list[LabelledImage], regressor, cache: Path):
+    """Run-time coefficients of the images (kept in `cache` for the next run)."""
+    extractor = FeatureExtractor(regressor)
+    if cache.is_file():
+        stored = np.load(cache)
+        if list(stored['paths']) == [str(image.path) for image in images]:
+            return Features(images, stored['found'], stored['cnn'], stored['fit'], stored['box'], stored['landmarks'])
+    features = extractor(images, desc='CK+ apex and neutral frames')
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, paths=[str(image.path) for image in images], found=features.found, cnn=features.cnn,
+             fit=features.fit, box=features.box, landmarks=features.landmarks)
+    return features
+
+
+def best_threshold(scores: np.ndarray, positive: np.ndarray) -> float:
+    """The threshold among the scores that maximises F1."""
+    candidates = np.unique(np.quantile(scores, np.linspace(0.0, 1.0, 201)))
+    f1 = [f1_score(positive, scores >= t, zero_division=0) for t in candidates]
+    return float(candidates[int(np.argmax(f1))])
+
+
+def cross_validated(scores_of, positive: np.ndarray, groups: np.ndarray,
+                    folds: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-fold scores and presence decisions; `scores_of(train, test)` -> (train scores, test scores)."""
+    scores, decided = np.zeros(len(positive)), np.zeros(len(positive), bool)
+    for train, test in GroupKFold(folds).split(positive, positive, groups):
+        train_scores, test_scores = scores_of(train, test)
+        scores[test] = test_scores
+        decided[test] = test_scores >= best_threshold(train_scores, positive[train])
+    return scores, decided
+
+
+def evaluate(x: np.ndarray, labels: np.ndarray, groups: np.ndarray, reader: ActionUnitReader, numbers: list[int],
+             method: str) -> dict[int, dict[str, float]]:
+    intensities = reader.intensities(x)
+    results = {}
+    for k, number in enumerate(numbers):
+        positive = labels[:, k]
+        if positive.sum() < MIN_POSITIVES:
+            continue
+        if method == 'mapping':
+            column = next((i for i, au in enumerate(reader.units) if au.number == number), None)
+            if column is None:
+                continue
+            scores_of = lambda train, test, c=column: (intensities[train, c], intensities[test, c])
+        else:
+            def scores_of(train, test, p=positive):
+                model = LogisticRegression(C=1.0, class_weight='balanced', max_iter=2000).fit(x[train], p[train])
+                return model.predict_proba(x[train])[:, 1], model.predict_proba(x[test])[:, 1]
+        scores, decided = cross_validated(scores_of, positive, groups)
+        results[number] = {'positives': int(positive.sum()), 'auc': float(roc_auc_score(positive, scores)),
+                           'f1': float(f1_score(positive, decided))}
+    return results
+
+
+def print_table(name: str, results: dict[int, dict[str, float]]) -> None:
+    print(f'  {name:28s} ' + ' '.join(f'AU{n:<4d}' for n in results))
+    print(f'  {"  AUC":28s} ' + ' '.join(f'{r["auc"]:6.2f}' for r in results.values()) +
+          f'   mean {np.mean([r["auc"] for r in results.values()]):.3f}')
+    print(f'  {"  F1":28s} ' + ' '.join(f'{r["f1"]:6.2f}' for r in results.values()) +
+          f'   mean {np.mean([r["f1"] for r in results.values()]):.3f}')
+
+
+def plot(all_results: dict[str, dict[int, dict[str, float]]], path: Path) -> None:
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    figure, axes = plt.subplots(2, 1, figsize=(12, 7), sharex=True)
+    numbers = sorted({n for results in all_results.values() for n in results})
+    width = 0.8 / len(all_results)
+    for offset, (name, results) in enumerate(all_results.items()):
+        for axis, metric in zip(axes, ('auc', 'f1')):
+            values = [results.get(n, {}).get(metric, np.nan) for n in numbers]
+            axis.bar(np.arange(len(numbers)) + offset * width, values, width, label=name)
+            axis.set_ylabel(metric.upper())
+            axis.set_ylim(0, 1)
+    axes[1].set_xticks(np.arange(len(numbers)) + 0.4 - width / 2, [f'AU{n}' for n in numbers])
+    axes[0].legend(fontsize=8)
+    axes[0].set_title('CK+ apex frames vs FACS codes (posed), 10-fold subject-wise')
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--model', help='DeepExp3D ONNX model (default: the shipped one)')
+    parser.add_argument('--out', type=Path, default=MODELS / MODEL_FILE)
+    args = parser.parse_args()
+    regressor = default_regressor(args.model, backend='onnxruntime')
+    images, labels, numbers = ckplus_facs_images()
+    features = features_of(images, regressor, DATA / 'emotion_features' / f'ckplus_facs-{regressor.card.model_id}.npz')
+    neutral = np.array([image.label == 'neutral' for image in images])
+    calibrated = np.nan_to_num(calibrated_features(features, neutral=neutral), nan=0.0)
+    groups = np.array([image.group for image in images])
+    reader = ActionUnitReader(regressor.card.expression_names)
+    print(f'{regressor.card.model_id}: {(~neutral).sum()} apex frames, {neutral.sum()} neutral frames, '
+          f'{(~features.found).sum()} without a face (scored 0); AUs with >= {MIN_POSITIVES} positives')
+    all_results = {}
+    for kind, x in (('raw', np.where(features.found[:, None], features.cnn, 0.0)), ('calibrated', calibrated)):
+        for method in ('mapping', 'learned'):
+            all_results[f'{method}, {kind}'] = evaluate(x, labels, groups, reader, numbers, method)
+            print_table(f'{method}, {kind}', all_results[f'{method}, {kind}'])
+    plot(all_results, OUT / 'action_units' / 'ckplus_action_units.png')
+    print(f'figure: {OUT / "action_units" / "ckplus_action_units.png"}')
+    raw = np.where(features.found[:, None], features.cnn, 0.0)
+    intensities = reader.intensities(raw)
+    card = {'model_id': regressor.card.model_id, 'evaluated_on': 'CK+ apex frames vs FACS codes + neutral first '
+            'frames, 10-fold subject-wise (posed faces only)', 'action_units': {}}
+    for number, result in all_results['mapping, raw'].items():
+        column = next(i for i, au in enumerate(reader.units) if au.number == number)
+        threshold = best_threshold(intensities[:, column], labels[:, numbers.index(number)])
+        card['action_units'][str(number)] = {
+            'name': reader.units[column].name, 'threshold': threshold,
+            **{f'{key}_{metric}': round(values[number][metric], 4) for key, values in all_results.items()
+               for metric in ('auc', 'f1') if number in values}, 'positives': result['positives']}
+    args.out.write_text(json.dumps(card, indent=1) + '\n')
+    print(f'thresholds of {len(card["action_units"])} measured AUs written to {args.out}')
+
+
+if __name__ == '__main__':
+    main()
