@@ -16,7 +16,7 @@ from fer3d_ros.core.models import find_model
 from fer3d_ros.core.sample_data import pyfeat_media
 from fer3d_ros.core.tracking import FaceTracker
 from fer3d_ros.core.video import read_frames
-from fer3d_ros.msg import ExpressionArray, Face, FaceArray
+from fer3d_ros.msg import ActionUnitArray, ExpressionArray, Face, FaceArray
 from fer3d_ros.nodes.expression_node import ExpressionNode
 from fer3d_ros.nodes.face_node import FaceNode
 from training.paths import SHARED
@@ -226,3 +226,20 @@ def test_only_confirmed_and_calibration_thresholds_change_at_run_time(ros, front
 def test_missing_model_stops_the_node_with_a_clear_message(ros):
     with pytest.raises(Exception, match='not found'):
         ExpressionNode(context=ros.context, parameter_overrides=[Parameter('model', value='/nope/model.onnx')])
+
+
+def test_action_units_come_with_the_image_header_only_while_someone_listens(ros, front_end):
+    node, publisher, received = _expression_graph(ros)
+    happy = FaceNode.face_message(_crop(front_end, sorted((CKPLUS / 'happiness').glob('*.png'))[0]), FaceArray().header)
+    _send(ros, publisher, received, [happy], 0)
+    assert node.au_publisher.get_subscription_count() == 0  # nobody listened: nothing was read
+    units = []
+    ros.node('au_client').create_subscription(ActionUnitArray, 'action_units', units.append, 10)
+    assert ros.spin_until(lambda: node.au_publisher.get_subscription_count() == 1)
+    _send(ros, publisher, received, [happy], 1)
+    assert ros.spin_until(lambda: units)
+    (face,) = units[0].faces
+    assert units[0].header.stamp == received[-1].header.stamp and face.id == happy.id
+    by_number = {au.number: au for au in face.action_units}
+    assert by_number[12].intensity > by_number[4].intensity  # a smile, not a frown
+    assert all(np.isnan(au.calibrated_intensity) for au in face.action_units)  # no calibration after 2 frames

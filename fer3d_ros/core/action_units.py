@@ -95,8 +95,9 @@ class ActionUnitReader:
                 for row, mask in zip(letters, self.presence(intensities))]
 
 
-def load_thresholds(path: str | os.PathLike | None = None) -> dict[int, float]:
-    """AU number -> presence threshold, from the shipped action_units.json (or `path`)."""
+def load_action_unit_card(path: str | os.PathLike | None = None) -> tuple[str, dict[int, float]]:
+    """(regressor model id, AU number -> presence threshold) from the shipped action_units.json (or
+    `path`): thresholds hold only for the regressor they were measured on."""
     with open(path or find_model(MODEL_FILE)) as file:
         card = json.load(file)
-    return {int(number): float(value['threshold']) for number, value in card['action_units'].items()}
+    return card['model_id'], {int(number): float(value['threshold']) for number, value in card['action_units'].items()}

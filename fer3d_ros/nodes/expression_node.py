@@ -14,10 +14,11 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
 from std_srvs.srv import Trigger
 
+from fer3d_ros.core.action_units import ActionUnitReader, load_action_unit_card
 from fer3d_ros.core.calibration import CalibrationSettings, Calibrator
 from fer3d_ros.core.expression import default_regressor
 from fer3d_ros.core.image_conversion import ImageConversionError, message_to_bgr8
-from fer3d_ros.msg import Expression, ExpressionArray, FaceArray
+from fer3d_ros.msg import ActionUnit, ActionUnitArray, Expression, ExpressionArray, FaceActionUnits, FaceArray
 from fer3d_ros.nodes.common import RELIABLE_QOS, Diagnostics, declare, guarded, run_node
 from fer3d_ros.nodes.image_input import FrameAccount
 
@@ -58,6 +59,9 @@ class ExpressionNode(Node):
         self.diagnostics = Diagnostics(self)
         self.create_service(Trigger, '~/reset_calibration', self.on_reset_calibration)
         self.publisher = self.create_publisher(ExpressionArray, 'expressions', RELIABLE_QOS)
+        self.action_units = ActionUnitReader(self.regressor.card.expression_names,
+                                             measured_thresholds(self.regressor.card.model_id))
+        self.au_publisher = self.create_publisher(ActionUnitArray, 'action_units', RELIABLE_QOS)
         callback = guarded(self, self.diagnostics, (ImageConversionError, ValueError))(self.on_faces)
         # FaceArrays replaced in the queue while the network ran are counted (face_arrays_skipped_busy)
         self.face_arrays = FrameAccount('face_arrays')
@@ -161,13 +165,41 @@ class ExpressionNode(Node):
         readable = [(face, crop) for face in faces if (crop := self.read_crop(face)) is not None]
         faces = [face for face, _ in readable]
         coefficients = self.regressor.predict([crop for _, crop in readable])
+        expressions = self.calibrate(msg, faces, coefficients)
         self.publisher.publish(ExpressionArray(
             header=msg.header, model_id=self.regressor.card.model_id,
-            names=list(self.regressor.card.expression_names),
-            expressions=self.calibrate(msg, faces, coefficients)))
+            names=list(self.regressor.card.expression_names), expressions=expressions))
+        if self.au_publisher.get_subscription_count():  # read only while someone listens
+            self.au_publisher.publish(self.action_unit_message(msg.header, expressions))
         latency = time.perf_counter() - start
         self.diagnostics.extra.update(self.face_arrays.figures(), faces_last_frame=str(len(faces)))
         self.diagnostics.record(latency)
+
+
+    def action_unit_message(self, header, expressions: list[Expression]) -> ActionUnitArray:
+        """The action units of every face, from its raw and (where it has one) calibrated coefficients."""
+        reader = self.action_units
+        raw = reader.intensities(np.array([e.coefficients for e in expressions]).reshape(len(expressions), -1))
+        calibrated = np.full_like(raw, np.nan)
+        for row, expression in enumerate(expressions):
+            if len(expression.calibrated):
+                calibrated[row] = reader.intensities(np.asarray(expression.calibrated))[0]
+        present, levels = reader.presence(raw), reader.levels(raw)
+        return ActionUnitArray(header=header, model_id=self.regressor.card.model_id, faces=[
+            FaceActionUnits(id=expression.id, action_units=[
+                ActionUnit(number=au.number, name=au.name, intensity=float(raw[row, k]),
+                           calibrated_intensity=float(calibrated[row, k]), present=bool(present[row, k]),
+                           level=levels[row][k]) for k, au in enumerate(reader.units)])
+            for row, expression in enumerate(expressions)])
+
+
+def measured_thresholds(model_id: str) -> dict[int, float]:
+    """The AU presence thresholds measured for this regressor (models/action_units.json), if any."""
+    try:
+        card = load_action_unit_card()
+    except (OSError, ValueError, KeyError):
+        return {}
+    return card[1] if card[0] == model_id else {}
 
 
 def main(args: list[str] | None = None) -> int:
