@@ -56,6 +56,9 @@ class CalibrationSettings:
     window: int = 300                       # neutral candidates kept per track
     calm_fraction: float = 0.5              # the calmest part of them that the median is taken over
     frames_for_confidence: float = 30.0     # confidence = 1 - exp(-candidates / this)
+    # The identity changes over hundreds of frames: every frame's evidence is added (cheap), but the
+    # belief (a 100x100 inverse) is recomputed on each of a track's first frames, then on every n-th.
+    identity_refresh_every: int = 10
 
     def check(self) -> None:
         problems = [name for name, ok in (
@@ -64,7 +67,8 @@ class CalibrationSettings:
             ('identity_horizon >= 1', self.identity_horizon >= 1), ('max_activity_mm > 0', self.max_activity_mm > 0),
             ('0 < max_angle_deg <= 90', 0 < self.max_angle_deg <= 90), ('window >= 1', self.window >= 1),
             ('0 < calm_fraction <= 1', 0 < self.calm_fraction <= 1),
-            ('frames_for_confidence > 0', self.frames_for_confidence > 0)) if not ok]
+            ('frames_for_confidence > 0', self.frames_for_confidence > 0),
+            ('identity_refresh_every >= 1', self.identity_refresh_every >= 1)) if not ok]
         if problems:
             raise ValueError(f'calibration settings out of range: need {", ".join(problems)}; got {self}')
 
@@ -81,6 +85,7 @@ class TrackIdentity:
         self.frames = 0.0                                                   # decayed frame count
         self.prior = IdentityPrior.isotropic(model.n_identity, settings.fit.identity_prior)
         self._expression = np.zeros(model.n_expression)
+        self._updates = 0
 
     @property
     def identity(self) -> np.ndarray:
@@ -97,9 +102,12 @@ class TrackIdentity:
         self._information = keep * self._information + a_id.T @ a_id
         self._evidence = keep * self._evidence + a_id.T @ (b - a_e @ expression[self._active])
         self.frames = keep * self.frames + 1.0
-        weight = max(self.settings.fit.identity_prior, self.settings.identity_prior_per_frame * self.frames)
-        covariance = np.linalg.inv(self._information + weight * np.eye(len(self._evidence)))
-        self.prior = IdentityPrior(covariance @ self._evidence, covariance)
+        self._updates += 1
+        every = self.settings.identity_refresh_every
+        if self._updates <= every or self._updates % every == 0:
+            weight = max(self.settings.fit.identity_prior, self.settings.identity_prior_per_frame * self.frames)
+            covariance = np.linalg.inv(self._information + weight * np.eye(len(self._evidence)))
+            self.prior = IdentityPrior(covariance @ self._evidence, covariance)
         self._expression = expression
         return expression
 
