@@ -131,7 +131,7 @@ class FaceFrontEnd:
         clock.lap('detect')
         boxes = np.array([d.box for d in detections], np.float64).reshape(-1, 4)
         eyes = np.array([d.keypoints5[:2] for d in detections]).reshape(-1, 2, 2)
-        landmarks = self.landmarker(image, boxes, eyes)
+        landmarks = self.landmarker(grey, boxes, eyes)
         return boxes, landmarks, [self._likeness_patch(grey, points) for points in landmarks], \
             [d.score for d in detections]
 
@@ -143,7 +143,7 @@ class FaceFrontEnd:
             return None
         previous = np.stack([track.landmarks for track in visible])
         boxes = box_from_landmarks(previous)
-        landmarks = self.landmarker(image, boxes, eye_centres(previous))
+        landmarks = self.landmarker(grey, boxes, eye_centres(previous))
         patches = [self._likeness_patch(grey, points) for points in landmarks]
         alike = [likeness(patch, self._patches.get(track.id)) >= MIN_LIKENESS for track, patch in zip(visible, patches)]
         if not all(alike) or self._lost(image, boxes, landmarks).any():
