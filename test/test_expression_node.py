@@ -16,7 +16,7 @@ from fer3d_ros.core.models import find_model
 from fer3d_ros.core.sample_data import pyfeat_media
 from fer3d_ros.core.tracking import FaceTracker
 from fer3d_ros.core.video import read_frames
-from fer3d_ros.msg import ActionUnitArray, ExpressionArray, Face, FaceArray
+from fer3d_ros.msg import ActionUnitArray, ExpressionArray, Face, FaceArray, FaceMotionArray
 from fer3d_ros.nodes.expression_node import ExpressionNode
 from fer3d_ros.nodes.face_node import FaceNode
 from training.paths import SHARED
@@ -243,3 +243,24 @@ def test_action_units_come_with_the_image_header_only_while_someone_listens(ros,
     by_number = {au.number: au for au in face.action_units}
     assert by_number[12].intensity > by_number[4].intensity  # a smile, not a frown
     assert all(np.isnan(au.calibrated_intensity) for au in face.action_units)  # no calibration after 2 frames
+
+
+def test_face_motion_is_published_from_a_track_second_frame_and_only_while_someone_listens(ros, front_end):
+    node, publisher, received = _expression_graph(ros)
+    frames = list(read_frames(pyfeat_media('WolfgangLanger_Pexels.mp4'), max_frames=3))
+    front_end.tracker.reset()
+    faces = [FaceNode.face_message(front_end.process(frame).faces[0], FaceArray().header) for frame in frames]
+    _send(ros, publisher, received, [faces[0]], 0)
+    assert len(node.motion.tracks) == 0  # nobody listened: no motion was computed
+    motions = []
+    ros.node('motion_client').create_subscription(FaceMotionArray, 'face_motion', motions.append, 10)
+    assert ros.spin_until(lambda: node.motion_publisher.get_subscription_count() == 1)
+    for frame, face in enumerate(faces[1:], start=1):
+        _send(ros, publisher, received, [face], frame)
+    assert ros.spin_until(lambda: len(motions) == 2)
+    assert motions[0].faces == [] and len(motions[1].faces) == 1  # a track's first frame has no motion yet
+    (moved,) = motions[1].faces
+    count = len(motions[1].vertices)
+    assert count == 500 and len(moved.positions) == len(moved.rigid) == len(moved.nonrigid) == 3 * count
+    assert motions[1].header.stamp == received[-1].header.stamp
+    assert np.abs(np.asarray(moved.rigid) + np.asarray(moved.nonrigid)).max() < 50.0  # mm between two frames

@@ -37,7 +37,7 @@ import numpy as np
 
 from fer3d_ros.core.fitting import FitSettings, IdentityPrior, shape_system, solve_shape
 from fer3d_ros.core.morphable_model import LandmarkModel, load_landmark_model
-from fer3d_ros.core.pose import fit_camera
+from fer3d_ros.core.pose import ScaledOrthographicCamera, fit_camera
 from fer3d_ros.core.tracking import TrackStates
 
 INNER = np.arange(17, 68)  # brows, nose, eyes, mouth: the jaw contour slides along the silhouette
@@ -86,6 +86,7 @@ class TrackIdentity:
         self.prior = IdentityPrior.isotropic(model.n_identity, settings.fit.identity_prior)
         self._expression = np.zeros(model.n_expression)
         self._updates = 0
+        self.camera: ScaledOrthographicCamera | None = None
 
     @property
     def identity(self) -> np.ndarray:
@@ -98,6 +99,7 @@ class TrackIdentity:
             camera = fit_camera(points, self.model.landmarks(self.identity, expression), self._weights)
             a_id, a_e, b = shape_system(self.model, camera, points, self._weights, self._active)
             expression[self._active] = solve_shape(a_id, a_e, b, self.settings.fit, self.prior)[1]
+        self.camera = camera  # this frame's camera for this person's shape: all 68 landmarks, not the template's
         keep = 1.0 - 1.0 / self.settings.identity_horizon
         self._information = keep * self._information + a_id.T @ a_id
         self._evidence = keep * self._evidence + a_id.T @ (b - a_e @ expression[self._active])
@@ -224,6 +226,15 @@ class Calibrator:
         neutral = track.baseline.neutral
         return Calibrated(None if neutral is None else np.clip(coefficients - neutral, -1.0, 1.0),
                           track.baseline.confidence, activity, candidate)
+
+    def person(self, face_id: str) -> tuple[np.ndarray, ScaledOrthographicCamera] | None:
+        """The track's identity estimate (n_id,) and this frame's camera fitted to all 68 landmarks with
+        that person's shape (steadier than a head pose from the template's rigid landmarks); None for a
+        track not calibrated in this frame."""
+        track = self.tracks.get(face_id)
+        if track is None or track.identity.camera is None:
+            return None
+        return track.identity.identity, track.identity.camera
 
     def reset(self) -> None:
         self.tracks.clear()

@@ -86,21 +86,26 @@ class MorphableModel:
         return shape
 
     def landmark_model(self) -> LandmarkModel:
-        index = self.landmark_vertices
+        return self.sub_model(self.landmark_vertices)
+
+    def sub_model(self, index: np.ndarray) -> LandmarkModel:
+        """The model at these vertices only (the landmarks, or motion_model's spread of the face)."""
         return LandmarkModel(mean=self.mean[index].astype(np.float64),
                              identity=self.identity[:, index].transpose(1, 2, 0).astype(np.float64),
                              expression=self.expression[:, index].transpose(1, 2, 0).astype(np.float64),
                              expression_names=self.expression_names)
 
 
-def save_landmark_model(model: LandmarkModel, path: str | Path, correction: np.ndarray | None = None) -> None:
-    """Write the compact landmark model (camera axes, cm); `correction` (68, 3) is added to the mean."""
+def save_landmark_model(model: LandmarkModel, path: str | Path, correction: np.ndarray | None = None,
+                        extra: dict[str, np.ndarray] | None = None) -> None:
+    """Write a compact sub-model (camera axes, cm); `correction` (V, 3) is added to the mean, `extra`
+    arrays are stored beside it (the motion model's vertex indices)."""
     mean = model.mean if correction is None else model.mean + correction
     np.savez_compressed(path, mean=mean.astype(np.float32), identity=model.identity.astype(np.float32),
                         expression=model.expression.astype(np.float32),
                         expression_names=np.array(model.expression_names),
-                        source=np.array('ICT-FaceKit (MIT, USC ICT): landmarks68 vertices of the '
-                                        'face-area model, camera axes (x right, y down, z away)'))
+                        source=np.array('ICT-FaceKit (MIT, USC ICT): vertices of the face-area model, '
+                                        'camera axes (x right, y down, z away)'), **(extra or {}))
 
 
 @cache

@@ -18,7 +18,18 @@ from fer3d_ros.core.action_units import ActionUnitReader, load_action_unit_card
 from fer3d_ros.core.calibration import CalibrationSettings, Calibrator
 from fer3d_ros.core.expression import default_regressor
 from fer3d_ros.core.image_conversion import ImageConversionError, message_to_bgr8
-from fer3d_ros.msg import ActionUnit, ActionUnitArray, Expression, ExpressionArray, FaceActionUnits, FaceArray
+from fer3d_ros.core.motion import HeadPose, MotionTracker, load_motion_model
+from fer3d_ros.core.pose import rotation_from_euler
+from fer3d_ros.msg import (
+    ActionUnit,
+    ActionUnitArray,
+    Expression,
+    ExpressionArray,
+    FaceActionUnits,
+    FaceArray,
+    FaceMotion,
+    FaceMotionArray,
+)
 from fer3d_ros.nodes.common import RELIABLE_QOS, Diagnostics, declare, guarded, run_node
 from fer3d_ros.nodes.image_input import FrameAccount
 
@@ -62,6 +73,8 @@ class ExpressionNode(Node):
         self.action_units = ActionUnitReader(self.regressor.card.expression_names,
                                              measured_thresholds(self.regressor.card.model_id))
         self.au_publisher = self.create_publisher(ActionUnitArray, 'action_units', RELIABLE_QOS)
+        self.motion = MotionTracker()
+        self.motion_publisher = self.create_publisher(FaceMotionArray, 'face_motion', RELIABLE_QOS)
         callback = guarded(self, self.diagnostics, (ImageConversionError, ValueError))(self.on_faces)
         # FaceArrays replaced in the queue while the network ran are counted (face_arrays_skipped_busy)
         self.face_arrays = FrameAccount('face_arrays')
@@ -171,6 +184,9 @@ class ExpressionNode(Node):
             names=list(self.regressor.card.expression_names), expressions=expressions))
         if self.au_publisher.get_subscription_count():  # read only while someone listens
             self.au_publisher.publish(self.action_unit_message(msg.header, expressions))
+        if self.motion_publisher.get_subscription_count():  # large: computed only while someone listens
+            self.motion_publisher.publish(self.motion_message(msg.header, faces, expressions, msg.image_width,
+                                                              msg.image_height))
         latency = time.perf_counter() - start
         self.diagnostics.extra.update(self.face_arrays.figures(), faces_last_frame=str(len(faces)))
         self.diagnostics.record(latency)
@@ -191,6 +207,29 @@ class ExpressionNode(Node):
                            calibrated_intensity=float(calibrated[row, k]), present=bool(present[row, k]),
                            level=levels[row][k]) for k, au in enumerate(reader.units)])
             for row, expression in enumerate(expressions)])
+
+
+    def motion_message(self, header, faces: list, expressions: list[Expression], width: int,
+                       height: int) -> FaceMotionArray:
+        """Each face's 3D motion since its previous frame (faces on their first frame are left out)."""
+        if self.motion.new_frame(Time.from_msg(header.stamp).nanoseconds * 1e-9):
+            self.get_logger().info('time went backwards (a replayed bag?): face motion of every track restarted')
+        out = FaceMotionArray(header=header, vertices=load_motion_model()[1].astype(np.uint32))
+        centre = np.array([width / 2, height / 2])
+        for face, expression in zip(faces, expressions):
+            person = self.calibrator.person(face.id) if self.calibrator is not None else None
+            if person is None:  # no calibration: the mean identity and face_node's head pose
+                identity, pose = None, HeadPose(rotation_from_euler(face.roll, face.pitch, face.yaw), face.scale,
+                                                np.array([face.tx, face.ty]) - centre)
+            else:
+                identity, camera = person
+                pose = HeadPose(camera.rotation, camera.scale, camera.translation - centre)
+            motion = self.motion.update(face.id, identity, np.asarray(expression.coefficients), pose)
+            if motion is not None:
+                out.faces.append(FaceMotion(id=face.id, positions=motion.positions.astype(np.float32).ravel(),
+                                            rigid=motion.rigid.astype(np.float32).ravel(),
+                                            nonrigid=motion.nonrigid.astype(np.float32).ravel()))
+        return out
 
 
 def measured_thresholds(model_id: str) -> dict[int, float]:
