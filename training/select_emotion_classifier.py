@@ -74,15 +74,22 @@ def subsample(y: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
 
 
 def ckplus_cv(fit, ck_x: np.ndarray, ck_y: np.ndarray, ck_groups: np.ndarray, extra_x: np.ndarray,
-              extra_y: np.ndarray, folds: int = 10, test_x: np.ndarray | None = None) -> np.ndarray:
-    """Out-of-fold CK+ predictions, every fold trained on the other subjects + the extra images;
-    `test_x` (default `ck_x`) are the features the held-out subjects are predicted from."""
+              extra_y: np.ndarray, folds: int = 10, test_x: np.ndarray | None = None, repeat: int = 1) -> np.ndarray:
+    """Out-of-fold CK+ predictions, every fold trained on the other subjects (each image `repeat` times,
+    to weigh CK+'s 900 images against FER+'s 27,000) + the extra images; `test_x` (default `ck_x`) are
+    the features the held-out subjects are predicted from."""
     test_x = ck_x if test_x is None else test_x
     predicted = np.zeros(len(ck_y), int)
     for train, test in StratifiedGroupKFold(folds, shuffle=True, random_state=0).split(ck_x, ck_y, ck_groups):
-        model = fit(np.concatenate([extra_x, ck_x[train]]), np.concatenate([extra_y, ck_y[train]]))
+        model = fit(*joined(extra_x, extra_y, ck_x[train], ck_y[train], repeat))
         predicted[test] = EmotionClassifier(model).predict_proba(test_x[test]).argmax(axis=1)
     return predicted
+
+
+def joined(extra_x: np.ndarray, extra_y: np.ndarray, ck_x: np.ndarray, ck_y: np.ndarray,
+           repeat: int) -> tuple[np.ndarray, np.ndarray]:
+    return (np.concatenate([extra_x, np.repeat(ck_x, repeat, axis=0)]),
+            np.concatenate([extra_y, np.repeat(ck_y, repeat)]))
 
 
 def balanced(y: np.ndarray, predicted: np.ndarray) -> float:
@@ -94,25 +101,25 @@ def choose_raw(candidates: dict, extra: dict, valid: tuple, ck: tuple, no_face: 
     best CK+. Returns (name, model, its fit function or None)."""
     (valid_x, valid_y), (ck_x, ck_y, ck_groups) = valid, ck
     results = {}
-    for name, (model, fit) in candidates.items():
+    for name, (model, fit, repeat) in candidates.items():
         if fit is not None:
-            ck_predicted = ckplus_cv(fit, ck_x, ck_y, ck_groups, *extra[name], folds=folds)
-            model = fit(np.concatenate([extra[name][0], ck_x]), np.concatenate([extra[name][1], ck_y]))
+            ck_predicted = ckplus_cv(fit, ck_x, ck_y, ck_groups, *extra[name], folds=folds, repeat=repeat)
+            model = fit(*joined(*extra[name], ck_x, ck_y, repeat))
         else:
             ck_predicted = EmotionClassifier(model).predict_proba(ck_x).argmax(axis=1)
         valid_predicted = EmotionClassifier(model).predict_proba(valid_x).argmax(axis=1)
         ck_all = float(np.concatenate([ck_predicted == ck_y, np.zeros(no_face, bool)]).mean())
         results[name] = (model, float((valid_predicted == valid_y).mean()), ck_all)
-        print(f'  {name:9s} FER+ Valid {results[name][1]:.4f} (balanced {balanced(valid_y, valid_predicted):.4f}) | '
+        print(f'  {name:12s} FER+ Valid {results[name][1]:.4f} (balanced {balanced(valid_y, valid_predicted):.4f}) | '
               f'CK+ {"held out" if fit is None else f"{folds}-fold CV"} {ck_all:.4f} (balanced '
               f'{balanced(ck_y, ck_predicted):.4f}) | {model.describe()}')
     best_ck = max(result[2] for result in results.values())
     chosen = max((name for name in results if results[name][2] >= best_ck - 0.01), key=lambda n: results[n][1])
-    return chosen, results[chosen][0], candidates[chosen][1]
+    return chosen, results[chosen][0], candidates[chosen][1:]
 
 
 def choose_calibrated(raw, raw_fit, extra: tuple, ckplus, population_neutral: np.ndarray,
-                      names: tuple[str, ...], stem: str, folds: int):
+                      names: tuple[str, ...], stem: str, folds: int, repeat: int = 1):
     """The calibrated path on CK+ (each image the last frame of a simulated track of its subject):
     the raw head re-centred on the population's neutral face, against ECOC SVMs trained on calibrated
     CK+ (cross-validated the same way). Images without a calibration count wrong. Returns the better."""
@@ -125,7 +132,7 @@ def choose_calibrated(raw, raw_fit, extra: tuple, ckplus, population_neutral: np
         recentred = raw.for_calibrated(population_neutral, f'{raw.model_id}-recentred')
         predicted = EmotionClassifier(recentred).predict_proba(x_cal).argmax(axis=1) if raw_fit is None else \
             ckplus_cv(lambda a, b: raw_fit(a, b).for_calibrated(population_neutral, 'cv'), x_raw, y, groups, *extra,
-                      folds=folds, test_x=x_cal)
+                      folds=folds, test_x=x_cal, repeat=repeat)
         options['recentred head'] = (recentred, accuracy(predicted))
     probabilities, _ = cross_validate(x_cal, y, groups, names, folds, SearchSettings())
     ecoc = fit_model(x_cal, y, groups, names, f'ecoc-svm-ckplus-calibrated-{stem}', features='calibrated')
@@ -157,19 +164,22 @@ def main() -> None:
     print(f'{stem}: FER+ Train {len(train_y)}, FER+ Valid {len(valid_y)}, CK+ {len(ck[1])} images with a face '
           f'({(~found).sum()} without, counted wrong below)')
     ecoc_rows = subsample(train_y, ECOC_SUBSAMPLE)
-    candidates = {
-        'joint': (load_emotion_model(args.head or Path(args.model).parent / 'emotion_head.npz'), None),
-        'mlp': (None, lambda x, y: fit_mlp(x, y, names, f'mlp-ferplus-ckplus-{stem}')),
-        'ecoc': (None, lambda x, y: fit_ecoc(x, y, names, f'ecoc-svm-ferplus-ckplus-{stem}')),
+    mlp = lambda x, y: fit_mlp(x, y, names, f'mlp-ferplus-ckplus-{stem}')
+    candidates = {  # model (fixed) or fit function, and how many times CK+ counts
+        'joint': (load_emotion_model(args.head or Path(args.model).parent / 'emotion_head.npz'), None, 1),
+        'mlp': (None, mlp, 1),
+        'mlp, CK+ x10': (None, mlp, 10),
+        'ecoc': (None, lambda x, y: fit_ecoc(x, y, names, f'ecoc-svm-ferplus-ckplus-{stem}'), 1),
     }
-    extra = {'joint': (train_x[:0], train_y[:0]), 'mlp': (train_x, train_y),
+    extra = {'joint': (train_x[:0], train_y[:0]), 'mlp': (train_x, train_y), 'mlp, CK+ x10': (train_x, train_y),
              'ecoc': (train_x[ecoc_rows], train_y[ecoc_rows])}
-    chosen, model, fit = choose_raw(candidates, extra, (valid_x, valid_y), ck, int((~found).sum()), args.folds)
+    chosen, model, (fit, repeat) = choose_raw(candidates, extra, (valid_x, valid_y), ck, int((~found).sum()),
+                                              args.folds)
     model.save(args.out)
     print(f'raw: chose {chosen} (best FER+ Valid within 1 point of the best CK+); saved {args.out}')
     population_neutral = np.median(train_x[train_y == EMOTIONS.index('neutral')], axis=0)
     calibrated = choose_calibrated(model, fit, extra[chosen], ckplus, population_neutral, names, stem,
-                                   args.folds)
+                                   args.folds, repeat)
     calibrated.save(args.calibrated_out)
     print(f'calibrated: saved {calibrated.model_id} as {args.calibrated_out}')
 
