@@ -55,7 +55,7 @@ def evaluation_clips() -> list[Path]:
 
 
 def clip_track(path: Path, regressor: ExpressionRegressor, cache: Path | None = DATA / 'clip_tracks') -> ClipTrack:
-    cached = cache / f'{path.stem}-{regressor.card.model_id}.npz' if cache else None
+    cached = cache / f'{path.stem}-{regressor.card.version}.npz' if cache else None
     if cached and cached.is_file():
         with np.load(cached) as stored:
             if 'landmarks' in stored:

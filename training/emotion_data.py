@@ -147,7 +147,7 @@ def load_features(name: str, regressor: ExpressionRegressor,
                   cache: Path | None = DATA / 'emotion_features') -> Features:
     """Features of one image set, computed once per regressor model and kept in `cache`."""
     images = labelled_images(name)
-    cached = cache / f'{name}-{regressor.card.model_id}.npz' if cache else None
+    cached = cache / f'{name}-{regressor.card.version}.npz' if cache else None
     if cached and cached.is_file():
         stored = np.load(cached)
         if 'landmarks' in stored and list(stored['paths']) == [str(image.path) for image in images]:

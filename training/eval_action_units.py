@@ -145,7 +145,7 @@ def main() -> None:
     args = parser.parse_args()
     regressor = default_regressor(args.model, backend='onnxruntime')
     images, labels, numbers = ckplus_facs_images()
-    features = features_of(images, regressor, DATA / 'emotion_features' / f'ckplus_facs-{regressor.card.model_id}.npz')
+    features = features_of(images, regressor, DATA / 'emotion_features' / f'ckplus_facs-{regressor.card.version}.npz')
     neutral = np.array([image.label == 'neutral' for image in images])
     calibrated = np.nan_to_num(calibrated_features(features, neutral=neutral), nan=0.0)
     groups = np.array([image.group for image in images])

@@ -35,8 +35,7 @@ from training.select_emotion_classifier import ckplus_cv, ferplus_coefficients, 
 from training.train_emotion import NO_FACE, compare, our_predictions, summarise
 
 
-def ckplus_raw(classifier: EmotionClassifier, regressor, manifest: Path, folds: int,
-               model_path: str | None = None) -> np.ndarray:
+def ckplus_raw(classifier: EmotionClassifier, regressor, manifest: Path, folds: int) -> np.ndarray:
     """CK+ predictions of the raw classifier: out-of-fold when it was fitted with CK+, else its own."""
     data = load_features('ckplus', regressor)
     model_id, names = classifier.model.model_id, tuple(regressor.card.expression_names)
@@ -45,7 +44,7 @@ def ckplus_raw(classifier: EmotionClassifier, regressor, manifest: Path, folds: 
     kind = next((prefix for prefix in refit if model_id.startswith(prefix)), None)
     if kind is None:
         return our_predictions(classifier, data, 'cnn')
-    extra_x, extra_y = ferplus_coefficients(regressor, manifest, 'train', model_path)
+    extra_x, extra_y = ferplus_coefficients(regressor, manifest, 'train')
     if kind.startswith('ecoc'):
         keep = subsample(extra_y, 4000)
         extra_x, extra_y = extra_x[keep], extra_y[keep]
@@ -94,7 +93,7 @@ def main() -> None:
 
     print('== CK+ (7 classes)')
     ckplus = load_features('ckplus', regressor)
-    for name, predicted in (('raw', ckplus_raw(classifier, regressor, args.manifest, args.folds, args.model)),
+    for name, predicted in (('raw', ckplus_raw(classifier, regressor, args.manifest, args.folds)),
                             ('calibrated (ECOC, CV)', ckplus_calibrated(regressor, args.folds))):
         result = summarise(f'{name}', ckplus.labels, predicted)
         print(f'  {name:22s} accuracy {result["accuracy_all"]:.4f} (no face or no calibration = error), '

@@ -22,7 +22,6 @@ calibrated CK+ (what training/train_emotion.py --features calibrated does); the 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
@@ -40,23 +39,20 @@ from training.train_multitask import load_rows, packed_crops
 ECOC_SUBSAMPLE = 4000
 
 
-def ferplus_coefficients(regressor: ExpressionRegressor, manifest: Path, split: str,
-                         model_path: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+def ferplus_coefficients(regressor: ExpressionRegressor, manifest: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
     """(coefficients, majority labels) of a FER+ split's registered crops with a clear majority; kept in
     data/emotion_features/ for the next run with the same model file (its card's sha256)."""
     rows = load_rows(manifest, list(regressor.card.expression_names), {}, 0.0)
     keep = np.flatnonzero((rows.source == 'ferplus') & (rows.split == split) & (rows.majority >= 0))
-    cache = DATA / 'emotion_features' / f'ferplus-{split}-crops-{regressor.card.model_id}.npz'
-    model_hash = json.loads(Path(model_path).with_suffix('.json').read_text()).get('onnx_sha256', '') \
-        if model_path else ''
-    if model_hash and cache.is_file():
+    cache = DATA / 'emotion_features' / f'ferplus-{split}-crops-{regressor.card.version}.npz'
+    if cache.is_file():
         stored = np.load(cache)
-        if str(stored['model']) == model_hash and np.array_equal(stored['rows'], keep):
+        if np.array_equal(stored['rows'], keep):
             return stored['coefficients'], rows.majority[keep]
     pack = packed_crops(manifest, rows.crops)
     coefficients = np.concatenate([regressor.predict(list(pack[keep[k:k + 256]])) for k in range(0, len(keep), 256)])
     cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, model=model_hash, rows=keep, coefficients=coefficients)
+    np.savez(cache, rows=keep, coefficients=coefficients)
     return coefficients, rows.majority[keep]
 
 
@@ -168,8 +164,8 @@ def main() -> None:
     args = parser.parse_args()
     regressor = default_regressor(args.model, backend='onnxruntime')
     names, stem = tuple(regressor.card.expression_names), regressor.card.model_id
-    train_x, train_y = ferplus_coefficients(regressor, args.manifest, 'train', args.model)
-    valid_x, valid_y = ferplus_coefficients(regressor, args.manifest, 'val', args.model)
+    train_x, train_y = ferplus_coefficients(regressor, args.manifest, 'train')
+    valid_x, valid_y = ferplus_coefficients(regressor, args.manifest, 'val')
     ckplus = load_features('ckplus', regressor)
     found = ckplus.found
     ck = ckplus.cnn[found], ckplus.labels[found], ckplus.groups[found]

@@ -27,6 +27,12 @@ class ModelCard:
     model_id: str
     input_size: int
     expression_names: tuple[str, ...]
+    onnx_sha256: str = ''  # of the model file, as its card records it (keys caches of its outputs)
+
+    @property
+    def version(self) -> str:
+        """The model id and the start of its file's hash: what results computed with it are keyed by."""
+        return f'{self.model_id}-{self.onnx_sha256[:12]}' if self.onnx_sha256 else self.model_id
 
 
 def load_card(model_path: str | os.PathLike) -> ModelCard:
@@ -34,7 +40,8 @@ def load_card(model_path: str | os.PathLike) -> ModelCard:
     card_path = Path(model_path).with_suffix('.json')
     try:
         card = json.loads(card_path.read_text())
-        return ModelCard(str(card['model_id']), int(card['input_size']), tuple(card['expression_names']))
+        return ModelCard(str(card['model_id']), int(card['input_size']), tuple(card['expression_names']),
+                         str(card.get('onnx_sha256', '')))
     except (OSError, ValueError, KeyError) as error:
         raise ModelFileError(f'model card {card_path} is missing or unreadable ({error}); it is written '
                              'by training/export_regressor.py beside the ONNX file') from error
