@@ -5,7 +5,7 @@ nodes of the graph do on a robot's computer).
 Median ms of DeepExp3D (batch 1 and 4, the shipped model) and of RetinaFace at 640x480, over 200
 runs after a warm-up, for each combination printed. Idle worker threads of ONNX Runtime spin
 (busy-wait) for new work by default: fast alone, but the spinning steals the core the other nodes
-need; `allow_spinning: 0` is what fer3d_ros sets when it uses more than one thread.
+need; `allow_spinning: 0` is what fer3d_ros sets (OnnxRuntimeBackend).
 """
 from __future__ import annotations
 

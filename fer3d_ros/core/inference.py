@@ -46,6 +46,9 @@ class OnnxRuntimeBackend:
         options = ort.SessionOptions()
         options.intra_op_num_threads = max(1, int(threads))
         options.inter_op_num_threads = 1
+        # Idle worker threads busy-wait for work by default: a little faster alone, but they take the
+        # cores the graph's other nodes need (bench/bench_onnxruntime.py measures both).
+        options.add_session_config_entry('session.intra_op.allow_spinning', '0')
         options.log_severity_level = 3
         providers = ['CPUExecutionProvider']
         if device == 'cuda':
