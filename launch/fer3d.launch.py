@@ -29,11 +29,13 @@ ARGUMENTS = {
     'use_sim_time': ('false', 'Use /clock (set true when replaying a bag with --clock).'),
     'start_stress': ('true', 'Start stress_node.'),
     'start_overlay': ('false', 'Start overlay_node (debug/image, drawn only while subscribed).'),
+    'draw_motion': ('', "true: overlay_node draws each face's 3D motion (face_motion); empty: as in "
+                        'config/overlay.yaml (false).'),
     'composed': ('false', 'Run every node in one process (fer3d_pipeline) instead of one process per node.'),
     'respawn': ('false', 'Restart a node that exits (after 2 s) instead of ending the launch with an error.'),
 }
 # Arguments that are booleans: true/false or 1/0, any case (what launch conditions accept); no others.
-BOOLEANS = ('use_compressed', 'use_sim_time', 'start_stress', 'start_overlay', 'composed', 'respawn')
+BOOLEANS = ('use_compressed', 'use_sim_time', 'start_stress', 'start_overlay', 'draw_motion', 'composed', 'respawn')
 
 # Executable, its config file, parameter -> launch argument, the argument that starts it.
 NODES = (
@@ -42,7 +44,8 @@ NODES = (
     ('emotion_node', 'emotion.yaml', {}, None),
     ('stress_node', 'stress.yaml', {}, 'start_stress'),
     ('overlay_node', 'overlay.yaml',
-     {'use_compressed': 'use_compressed', 'image_reliability': 'image_reliability'}, 'start_overlay'),
+     {'use_compressed': 'use_compressed', 'image_reliability': 'image_reliability', 'draw_motion': 'draw_motion'},
+     'start_overlay'),
 )
 PIPELINE = 'fer3d_pipeline'
 PACKAGE = 'fer3d_ros'

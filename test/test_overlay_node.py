@@ -1,12 +1,13 @@
 """overlay_node over real topics, and the drawing it uses."""
 import numpy as np
 from builtin_interfaces.msg import Time
+from rclpy.parameter import Parameter
 from rclpy.qos import ReliabilityPolicy
 from sensor_msgs.msg import Image
 
 from fer3d_ros.core.drawing import FaceAnnotation, annotate
 from fer3d_ros.core.image_conversion import image_to_numpy, numpy_to_image
-from fer3d_ros.msg import Emotion, EmotionArray, Face, FaceArray, Stress, StressArray
+from fer3d_ros.msg import Emotion, EmotionArray, Face, FaceArray, FaceMotion, FaceMotionArray, Stress, StressArray
 from fer3d_ros.nodes import overlay_node
 from fer3d_ros.nodes.overlay_node import OverlayNode
 
@@ -36,8 +37,10 @@ def frame(seconds: int, pixels=None):
 class Graph:
     """The overlay node and a client publishing its inputs (and, when `watch`, reading debug/image)."""
 
-    def __init__(self, ros, watch: bool = True) -> None:
-        self.ros, self.node = ros, ros.add(OverlayNode(context=ros.context))
+    def __init__(self, ros, watch: bool = True, **parameters) -> None:
+        self.ros = ros
+        self.node = ros.add(OverlayNode(context=ros.context, parameter_overrides=[
+            Parameter(name, value=value) for name, value in parameters.items()]))
         client = ros.node('client')
         self.received = []
         if watch:
@@ -109,6 +112,53 @@ def test_cache_size_changes_at_run_time(ros):
     assert [stamp // 10**9 for stamp in graph.node.images] == [4, 5]  # the newest two
     refused = ros.set_parameters('/overlay_node', cache_size=0)
     assert not refused.successful and 'Min: 1, Max: 1000' in refused.reason
+
+
+def motion_through_the_box(shift_mm) -> FaceMotionArray:
+    """f0001's motion: a 9 x 9 grid of points over BOX (160 x 120 image, 2 px per mm), all moved by shift_mm."""
+    x0, y0, x1, y1 = BOX
+    u, v = np.meshgrid(np.linspace(x0 + 5, x1 - 5, 9), np.linspace(y0 + 5, y1 - 5, 9))
+    positions = np.stack([(u.ravel() - 80) / 2.0, (v.ravel() - 60) / 2.0, np.zeros(u.size)], axis=1)
+    rigid = np.tile(np.asarray(shift_mm, np.float64), (u.size, 1))
+    motion = FaceMotionArray(vertices=np.arange(u.size, dtype=np.uint32), faces=[FaceMotion(
+        id='f0001', positions=positions.astype(np.float32).ravel(), pixels_per_mm=2.0,
+        rigid=rigid.astype(np.float32).ravel(), nonrigid=np.zeros(rigid.size, np.float32))])
+    motion.header.stamp.sec = 7
+    return motion
+
+
+def test_face_motion_is_drawn_in_its_direction_colour_only_with_draw_motion(ros):
+    graph = Graph(ros, draw_motion=True, motion_full_scale_mm=1.0)
+    client = ros.node('motion_client')
+    motion_publisher = client.create_publisher(FaceMotionArray, 'face_motion', 10)
+    ros.wait_for_subscribers(motion_publisher)
+    motion_publisher.publish(motion_through_the_box([1.0, 0.0, 0.0]))  # to the right, full scale: pure red
+    assert ros.spin_until(lambda: 'f0001' in graph.node.latest_motion)
+    graph.send(*frame(7, np.zeros((120, 160, 3), np.uint8)))
+    assert ros.spin_until(lambda: graph.received)
+    drawn = image_to_numpy(graph.received[0]).astype(int)
+    red = (drawn[..., 2] > 200) & (drawn[..., 1] < 60) & (drawn[..., 0] < 60)
+    assert red[BOX[1]:BOX[3], BOX[0]:BOX[2]].sum() > 81  # the grid's dots
+    assert not red[:BOX[1] - 3].any() and not red[BOX[3] + 3:BOX[3] + 4].any()
+
+
+def test_without_draw_motion_the_overlay_does_not_ask_for_face_motion(ros):
+    graph = Graph(ros)
+    assert graph.node.count_subscribers('face_motion') == 0  # expression_node would compute it for nobody
+
+
+def test_motion_of_the_wrong_size_or_not_finite_is_left_out_and_said(ros):
+    graph = Graph(ros, draw_motion=True)
+    motion = motion_through_the_box([0.5, 0.0, 0.0])
+    motion.faces[0].rigid = motion.faces[0].rigid[:-1]
+    graph.node.on_motion(motion)
+    image = np.zeros((120, 160, 3), np.uint8)
+    assert graph.node.draw_motion(image, frame(7)[1]) == [
+        'f0001: face motion with 243 position, 242 rigid and 243 non-rigid values (3 per point) not drawn']
+    motion = motion_through_the_box([0.5, 0.0, 0.0])
+    motion.faces[0].pixels_per_mm = float('nan')
+    graph.node.on_motion(motion)
+    assert graph.node.draw_motion(image, frame(7)[1]) == ['f0001: face motion points that are not finite not drawn']
 
 
 def test_annotate_draws_box_landmarks_and_bars_in_place():

@@ -28,7 +28,7 @@ from fer3d_ros.core.motion import HeadPose, MotionTracker, load_motion_model
 from fer3d_ros.core.pose import ScaledOrthographicCamera, fit_camera, rotation_from_euler
 
 FPS, SECONDS = 30.0, 4.0
-CENTRE = np.array([320.0, 240.0])  # of the 640x480 image the faces move in
+WIDTH, HEIGHT = 640, 480  # of the image the faces move in
 MOVING = ('jawOpen', 'mouthSmile_L', 'mouthSmile_R', 'browInnerUp_L', 'browInnerUp_R', 'eyeBlink_L', 'eyeBlink_R',
           'browDown_L', 'browDown_R', 'mouthFrown_L', 'mouthFrown_R', 'mouthPucker')
 
@@ -44,7 +44,8 @@ def sequence(rng: np.random.Generator, n_identity: int, names: tuple[str, ...]) 
     angles = [np.radians(20) * rng.uniform(0.3, 1.0) * np.sin(2 * np.pi * rng.uniform(0.1, 0.5) * t + rng.uniform(0, 6))
               for _ in range(3)]
     scale = rng.uniform(8.0, 12.0) * (1 + 0.05 * np.sin(2 * np.pi * 0.2 * t))
-    shift = np.stack([320 + 40 * np.sin(2 * np.pi * 0.15 * t), 240 + 20 * np.sin(2 * np.pi * 0.25 * t)], axis=1)
+    shift = np.stack([WIDTH / 2 + 40 * np.sin(2 * np.pi * 0.15 * t),
+                      HEIGHT / 2 + 20 * np.sin(2 * np.pi * 0.25 * t)], axis=1)
     cameras = [ScaledOrthographicCamera(float(scale[k]), rotation_from_euler(angles[0][k], angles[1][k], angles[2][k]),
                                         shift[k]) for k in range(len(t))]
     return identity, expressions, cameras
@@ -68,10 +69,8 @@ def run(noise: float, sequences: int, person_camera: bool, seed: int = 0) -> dic
             head = track.camera if person_camera else fit_camera(points[rigid], rigid_points)
             for tracker in (truth, estimate):
                 tracker.new_frame(k / FPS)
-            true = truth.update('f', identity, expression, HeadPose(camera.rotation, camera.scale,
-                                                                    camera.translation - CENTRE))
-            seen = estimate.update('f', track.identity, fitted_expression,
-                                   HeadPose(head.rotation, head.scale, head.translation - CENTRE))
+            true = truth.update('f', identity, expression, HeadPose.seen_by(camera, WIDTH, HEIGHT))
+            seen = estimate.update('f', track.identity, fitted_expression, HeadPose.seen_by(head, WIDTH, HEIGHT))
             if true is None or k < FPS:  # the identity needs about a second of frames to settle
                 continue
             for part in ('total', 'rigid', 'nonrigid'):

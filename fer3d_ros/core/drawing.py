@@ -100,6 +100,20 @@ def annotate(image: np.ndarray, faces: list[FaceAnnotation]) -> list[str]:
     return problems
 
 
+def draw_points(image: np.ndarray, points: np.ndarray, colours: np.ndarray) -> int:
+    """Draw (N, 2) pixel points in their (N, 3) BGR colours, in place, leaving out those outside the
+    image (a face cut by the border); returns how many were not finite (a broken upstream node)."""
+    points = np.asarray(points, np.float64).reshape(-1, 2)
+    height, width = image.shape[:2]
+    finite = np.isfinite(points).all(axis=1)
+    x, y = np.where(finite[:, None], points, -1.0).T
+    inside = finite & (x >= 0) & (x < width) & (y >= 0) & (y < height)
+    radius = line_thickness(image) + 1
+    for (px, py), colour in zip(points[inside], np.asarray(colours)[inside]):
+        cv2.circle(image, (int(px), int(py)), radius, tuple(int(c) for c in colour), -1, cv2.LINE_AA)
+    return int(np.count_nonzero(~finite))
+
+
 def labelled_bar(image: np.ndarray, corner: tuple[int, int], width: int, text: str, fraction: float | None,
                  colour) -> int:
     """Draw a line of text and under it a bar filled to `fraction` (none if None); return the next free y."""

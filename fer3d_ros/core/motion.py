@@ -24,6 +24,7 @@ import numpy as np
 
 from fer3d_ros.core.models import find_model
 from fer3d_ros.core.morphable_model import LandmarkModel, load_landmark_model
+from fer3d_ros.core.pose import ScaledOrthographicCamera
 from fer3d_ros.core.tracking import TrackStates
 
 MOTION_MODEL_FILE = 'ict_motion_model.npz'
@@ -37,6 +38,11 @@ class HeadPose:
     rotation: np.ndarray
     scale: float
     translation: np.ndarray
+
+    @classmethod
+    def seen_by(cls, camera: ScaledOrthographicCamera, width: int, height: int) -> HeadPose:
+        """The pose of a camera fitted in a width x height image (its translation is from the corner)."""
+        return cls(camera.rotation, camera.scale, np.asarray(camera.translation) - np.array([width / 2, height / 2]))
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,11 @@ class MotionTracker:
             motion = FaceMotion(positions=now, rigid=moved_rigidly - before, nonrigid=now - moved_rigidly)
         previous.shape, previous.pose = shape, pose
         return motion
+
+
+def image_points(positions: np.ndarray, pixels_per_mm: float, width: int, height: int) -> np.ndarray:
+    """(V, 2) pixels where the scaled-orthographic camera sees the (V, 3) mm camera-frame points."""
+    return np.array([width / 2, height / 2]) + pixels_per_mm * np.asarray(positions, np.float64)[:, :2]
 
 
 def direction_colours(motion: np.ndarray, full_scale_mm: float) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""overlay_node: image + faces + emotions + stress -> annotated debug image (debug/image), only when watched."""
+"""overlay_node: image + faces + emotions + stress (+ face motion) -> annotated debug image (debug/image),
+only when watched."""
 from __future__ import annotations
 
 import time
@@ -9,9 +10,10 @@ import numpy as np
 from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image
 
-from fer3d_ros.core.drawing import FaceAnnotation, annotate
+from fer3d_ros.core.drawing import FaceAnnotation, annotate, draw_points
 from fer3d_ros.core.image_conversion import ImageConversionError, message_to_bgr8, numpy_to_image
-from fer3d_ros.msg import EmotionArray, FaceArray, StressArray
+from fer3d_ros.core.motion import direction_colours, image_points
+from fer3d_ros.msg import EmotionArray, FaceArray, FaceMotionArray, StressArray
 from fer3d_ros.nodes.common import RELIABLE_QOS, Diagnostics, declare, guarded, run_node
 from fer3d_ros.nodes.image_input import ImageInput
 
@@ -64,11 +66,20 @@ class OverlayNode(Node):
                              'Images, face arrays and emotion arrays kept (each) while waiting for their '
                              'match by stamp; also the most faces whose latest emotion and stress are kept.',
                              minimum=1, maximum=1000, on_change=self.resize_caches)
+        draw_motion = declare(self, 'draw_motion', False,
+                              'Subscribe to face_motion and draw each face\'s 3D motion points coloured by the '
+                              'direction (hue, saturation) and length (value) of their motion since the previous '
+                              'frame. Makes expression_node compute the motion (it does only while subscribed).')
+        self.motion_full_scale_mm = declare(self, 'motion_full_scale_mm', 2.0,
+                                            'Motion between two frames (mm) drawn at full brightness.',
+                                            minimum=0.01, maximum=100.0,
+                                            on_change=lambda value: setattr(self, 'motion_full_scale_mm', value))
         self.images = RecentCache(cache_size)          # stamp -> Image | CompressedImage
         self.faces = RecentCache(cache_size)           # stamp -> FaceArray
         self.emotions = RecentCache(cache_size)        # stamp -> EmotionArray
         self.latest_emotions = RecentCache(cache_size)  # face id -> Emotion
         self.latest_stress = RecentCache(cache_size)    # face id -> Stress
+        self.latest_motion = RecentCache(cache_size)    # face id -> FaceMotion
         self.unwatched_images = 0
         self.diagnostics = Diagnostics(self)
         self.publisher = self.create_publisher(Image, 'debug/image', RELIABLE_QOS)
@@ -77,11 +88,14 @@ class OverlayNode(Node):
         self.create_subscription(FaceArray, 'faces', guard(self.on_faces), RELIABLE_QOS)
         self.create_subscription(EmotionArray, 'emotions', guard(self.on_emotions), RELIABLE_QOS)
         self.create_subscription(StressArray, 'stress', guard(self.on_stress), RELIABLE_QOS)
+        if draw_motion:
+            self.create_subscription(FaceMotionArray, 'face_motion', guard(self.on_motion), RELIABLE_QOS)
         self.get_logger().info(f'ready: drawing {self.image_input} '
                                'on debug/image while someone subscribes to it')
 
     def resize_caches(self, size: int) -> None:
-        for cache in (self.images, self.faces, self.emotions, self.latest_emotions, self.latest_stress):
+        for cache in (self.images, self.faces, self.emotions, self.latest_emotions, self.latest_stress,
+                      self.latest_motion):
             cache.resize(size)
 
     def on_image(self, msg: Image | CompressedImage) -> None:
@@ -108,6 +122,30 @@ class OverlayNode(Node):
         for stress in msg.stresses:
             self.latest_stress[stress.id] = stress
 
+    def on_motion(self, msg: FaceMotionArray) -> None:
+        for motion in msg.faces:
+            self.latest_motion[motion.id] = motion
+
+    def draw_motion(self, image: np.ndarray, faces: FaceArray) -> list[str]:
+        """Each face's latest motion (it comes after the faces: drawn where the face was then)."""
+        problems = []
+        for face in faces.faces:
+            motion = self.latest_motion.get(face.id)
+            if motion is None:
+                continue
+            sizes = {len(motion.positions), len(motion.rigid), len(motion.nonrigid)}
+            if len(sizes) != 1 or len(motion.positions) % 3:
+                problems.append(f'{face.id}: face motion with {len(motion.positions)} position, {len(motion.rigid)} '
+                                f'rigid and {len(motion.nonrigid)} non-rigid values (3 per point) not drawn')
+                continue
+            positions = np.reshape(motion.positions, (-1, 3))
+            total = np.reshape(motion.rigid, (-1, 3)) + np.reshape(motion.nonrigid, (-1, 3))
+            colours = direction_colours(np.nan_to_num(total), self.motion_full_scale_mm)
+            points = image_points(positions, motion.pixels_per_mm, image.shape[1], image.shape[0])
+            if draw_points(image, points, colours):
+                problems.append(f'{face.id}: face motion points that are not finite not drawn')
+        return problems
+
     def publish_if_complete(self, key: int) -> None:
         """Draw and publish the image of `key` once both it and its faces are here."""
         if key not in self.images or key not in self.faces:
@@ -117,13 +155,13 @@ class OverlayNode(Node):
         image = np.array(message_to_bgr8(source))  # a copy: never draw into the received message
         own_frame = self.emotions.pop(key, None)
         emotion_of = {**self.latest_emotions, **{e.id: e for e in (own_frame.emotions if own_frame else [])}}
-        problems = annotate(image, face_annotations(faces, emotion_of, self.latest_stress))
+        problems = self.draw_motion(image, faces) + \
+            annotate(image, face_annotations(faces, emotion_of, self.latest_stress))
         if problems:  # a broken upstream node: the frame is drawn without what could not be
             self.diagnostics.bad_input('; '.join(problems))
             self.get_logger().warning('; '.join(problems), throttle_duration_sec=1.0)
         self.publisher.publish(numpy_to_image(image, 'bgr8', source.header))
         self.diagnostics.record(time.perf_counter() - start)
-
 
 
 def main(args: list[str] | None = None) -> int:
