@@ -1,8 +1,19 @@
 """Action units read from the blendshape weights."""
+import json
+
 import numpy as np
 import pytest
 
-from fer3d_ros.core.action_units import ACTION_UNITS, ActionUnitReader
+from fer3d_ros.core import expression
+from fer3d_ros.core.action_units import (
+    ACTION_UNITS,
+    ActionUnitReader,
+    PresenceModel,
+    load_presence_model,
+    shipped_presence,
+)
+from fer3d_ros.core.expression import load_card
+from fer3d_ros.core.models import find_model
 from fer3d_ros.core.morphable_model import load_landmark_model
 
 NAMES = list(load_landmark_model().expression_names)
@@ -26,15 +37,43 @@ def test_an_au_is_the_mean_of_its_sides_and_the_stronger_of_its_groups():
     assert calibrated[column[4]] == 0.0
 
 
-def test_presence_and_facs_letters_only_where_a_threshold_was_measured():
-    reader = ActionUnitReader(NAMES, thresholds={12: 0.2})
-    intensities = reader.intensities(np.stack([weights(mouthSmile_L=s, mouthSmile_R=s, jawOpen=0.9)
-                                               for s in (0.1, 0.25, 0.6, 1.0)]))
-    column = [au.number for au in ACTION_UNITS].index(12)
-    assert reader.presence(intensities)[:, column].tolist() == [False, True, True, True]
-    assert [row[column] for row in reader.levels(intensities)] == ['', 'A', 'C', 'E']
-    jaw = [au.number for au in ACTION_UNITS].index(26)
-    assert not reader.presence(intensities)[:, jaw].any()  # no threshold measured: intensity only
+def presence_of_smile(threshold: float) -> PresenceModel:
+    """A presence model for AU12 alone: a logistic on the smile weights."""
+    weights = np.zeros((1, len(NAMES)))
+    weights[0, [NAMES.index('mouthSmile_L'), NAMES.index('mouthSmile_R')]] = 10.0
+    return PresenceModel('test', (12,), weights, np.array([-3.0]), np.array([threshold]))
+
+
+def test_presence_and_facs_letters_only_where_a_presence_model_was_measured():
+    reader = ActionUnitReader(NAMES, presence_of_smile(0.5))
+    smiles = np.array([0.1, 0.25, 0.6, 1.0])
+    reading = reader.read(np.stack([weights(mouthSmile_L=s, mouthSmile_R=s, jawOpen=0.9) for s in smiles]))
+    smile, jaw = ([au.number for au in ACTION_UNITS].index(n) for n in (12, 26))
+    assert reading.probabilities[:, smile] == pytest.approx(1 / (1 + np.exp(-(20 * smiles - 3))))
+    assert reading.present[:, smile].tolist() == [False, True, True, True]
+    assert [row[smile] for row in reading.levels] == ['', 'B', 'D', 'E']  # fifths of the intensity
+    assert np.isnan(reading.probabilities[:, jaw]).all() and not reading.present[:, jaw].any()  # intensity only
+    assert reading.intensities[:, jaw] == pytest.approx(0.9)
+
+
+def test_the_presence_card_round_trips_and_must_match_the_coefficients(tmp_path):
+    presence = presence_of_smile(0.4)
+    path = tmp_path / 'action_units.json'
+    path.write_text(json.dumps(presence.to_card()))
+    loaded = load_presence_model(path)
+    assert loaded.numbers == (12,) and loaded.model_id == 'test'
+    smile = weights(mouthSmile_L=0.3)
+    assert loaded.probabilities(smile) == pytest.approx(presence.probabilities(smile))
+    with pytest.raises(ValueError, match='take 55 coefficients, the regressor gives 56'):
+        ActionUnitReader([*NAMES, 'extra'], presence)
+
+
+def test_the_shipped_presence_models_are_for_the_shipped_regressor():
+    presence = shipped_presence(load_card(find_model(expression.MODEL_FILE)).model_id)
+    assert presence is not None, 'models/action_units.json was not fitted on the shipped regressor: ' \
+        'run python -m training.eval_action_units'
+    assert {12, 25} <= set(presence.numbers) and np.all((presence.thresholds > 0) & (presence.thresholds < 1))
+    assert shipped_presence('another_model') is None
 
 
 def test_coefficients_without_the_blendshape_names_are_refused():

@@ -180,8 +180,8 @@ def calibrated_features(features: Features, settings: CalibrationSettings | None
         for image in members:
             calibrator.reset()
             calibrator.new_frame(0.0)
-            for neutral in neutrals[neutrals != image]:
-                calibrator.update('track', features.landmarks[neutral], features.cnn[neutral])
+            for other in neutrals[neutrals != image]:
+                calibrator.update('track', features.landmarks[other], features.cnn[other])
             result = calibrator.update('track', features.landmarks[image], features.cnn[image])
             if result.coefficients is not None and len(neutrals[neutrals != image]):
                 calibrated[image] = result.coefficients

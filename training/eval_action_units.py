@@ -4,14 +4,17 @@ Images: the apex frame of each of CK+'s 327 FACS-coded sequences (../shared/data
 occurrence at the apex) and the 593 neutral first frames (no AU), through the run-time path
 (training/emotion_data.py: upscale-and-pad, RetinaFace, dlib, registration, DeepExp3D). For every AU
 with at least 20 positives, 10-fold subject-wise cross-validation (no subject in two folds):
-- `mapping`: the AU's intensity from its blendshapes (fer3d_ros.core.action_units); the presence
-  threshold that maximises F1 on the training folds is applied to the test fold;
-- `learned`: one logistic regression per AU on the 55 coefficients (balanced classes), its
-  probability thresholded the same way;
+- `intensity`: the AU's intensity from its blendshapes (fer3d_ros.core.action_units), thresholded
+  where F1 is highest on the training folds;
+- `learned`: one logistic regression per AU on all the coefficients (balanced classes), its
+  regularisation C and probability threshold chosen where F1 is highest on out-of-fold
+  probabilities of the training folds (5 inner subject-wise folds: in-sample probabilities are
+  overconfident);
 each on raw coefficients and on calibrated ones (each image the last frame of a simulated track of
 its subject, as training/eval_calibration.py does; images without a calibration score 0). Printed:
-positives, AUC and F1 per AU and their means; the PNG shows them. The thresholds of the mapping on
-raw coefficients, fitted on all images, are written to models/action_units.json with the figures.
+AUC and F1 per AU and their means; the PNG shows them. The run-time presence models (`learned` on
+raw coefficients, refitted on all images, threshold from 10-fold out-of-fold probabilities) of the
+AUs that fer3d_ros publishes are written to models/action_units.json with the figures.
 
     python -m training.eval_action_units [--model M.onnx] [--out models/action_units.json]
 """
@@ -20,14 +23,15 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score, roc_auc_score
-from sklearn.model_selection import GroupKFold
+from sklearn.model_selection import GroupKFold, cross_val_predict
 
-from fer3d_ros.core.action_units import MODEL_FILE, ActionUnitReader
+from fer3d_ros.core.action_units import MODEL_FILE, ActionUnitReader, PresenceModel
 from fer3d_ros.core.expression import default_regressor
 from training.emotion_data import FeatureExtractor, Features, LabelledImage, calibrated_features
 from training.paths import DATA, MODELS, OUT, SHARED
@@ -76,7 +80,8 @@ def best_threshold(scores: np.ndarray, positive: np.ndarray) -> float:
 
 def cross_validated(scores_of, positive: np.ndarray, groups: np.ndarray,
                     folds: int = 10) -> tuple[np.ndarray, np.ndarray]:
-    """Out-of-fold scores and presence decisions; `scores_of(train, test)` -> (train scores, test scores)."""
+    """Out-of-fold scores and presence decisions; `scores_of(train, test)` -> (scores of the training
+    images to choose the threshold on, test scores)."""
     scores, decided = np.zeros(len(positive)), np.zeros(len(positive), bool)
     for train, test in GroupKFold(folds).split(positive, positive, groups):
         train_scores, test_scores = scores_of(train, test)
@@ -85,27 +90,57 @@ def cross_validated(scores_of, positive: np.ndarray, groups: np.ndarray,
     return scores, decided
 
 
+REGULARISATION = (1.0, 3.0, 10.0, 30.0)  # logistic C candidates, chosen by inner cross-validation
+
+
+def fit_presence(x: np.ndarray, positive: np.ndarray, groups: np.ndarray,
+                 folds: int) -> tuple[LogisticRegression, float]:
+    """One AU's logistic regression and probability threshold, C and threshold where F1 is highest on
+    the out-of-fold probabilities of `folds` subject-wise folds; the model refitted on all of x."""
+    best = (-1.0, None, None)
+    for c in REGULARISATION:
+        model = LogisticRegression(C=c, class_weight='balanced', max_iter=5000)
+        probabilities = cross_val_predict(model, x, positive, groups=groups, cv=GroupKFold(folds),
+                                          method='predict_proba')[:, 1]
+        threshold = best_threshold(probabilities, positive)
+        score = f1_score(positive, probabilities >= threshold)
+        if score > best[0]:
+            best = (score, model, threshold)
+    _, model, threshold = best
+    return model.fit(x, positive), threshold
+
+
 def evaluate(x: np.ndarray, labels: np.ndarray, groups: np.ndarray, reader: ActionUnitReader, numbers: list[int],
              method: str) -> dict[int, dict[str, float]]:
     intensities = reader.intensities(x)
+    mapped = {au.number: k for k, au in enumerate(reader.units)}
     results = {}
     for k, number in enumerate(numbers):
         positive = labels[:, k]
-        if positive.sum() < MIN_POSITIVES:
+        if positive.sum() < MIN_POSITIVES or (method == 'intensity' and number not in mapped):
             continue
-        if method == 'mapping':
-            column = next((i for i, au in enumerate(reader.units) if au.number == number), None)
-            if column is None:
-                continue
-            scores_of = lambda train, test, c=column: (intensities[train, c], intensities[test, c])
+        if method == 'intensity':
+            scores_of = lambda train, test, c=mapped[number]: (intensities[train, c], intensities[test, c])
+            scores, decided = cross_validated(scores_of, positive, groups)
         else:
-            def scores_of(train, test, p=positive):
-                model = LogisticRegression(C=1.0, class_weight='balanced', max_iter=2000).fit(x[train], p[train])
-                return model.predict_proba(x[train])[:, 1], model.predict_proba(x[test])[:, 1]
-        scores, decided = cross_validated(scores_of, positive, groups)
+            scores, decided = np.zeros(len(positive)), np.zeros(len(positive), bool)
+            for train, test in GroupKFold(10).split(x, positive, groups):
+                model, threshold = fit_presence(x[train], positive[train], groups[train], 5)
+                scores[test] = model.predict_proba(x[test])[:, 1]
+                decided[test] = scores[test] >= threshold
         results[number] = {'positives': int(positive.sum()), 'auc': float(roc_auc_score(positive, scores)),
                            'f1': float(f1_score(positive, decided))}
     return results
+
+
+def presence_model(x: np.ndarray, labels: np.ndarray, groups: np.ndarray, reader: ActionUnitReader,
+                   numbers: list[int], model_id: str) -> PresenceModel:
+    """The run-time presence models of the published AUs with enough positives, fitted on all images."""
+    published = {au.number for au in reader.units}
+    chosen = [k for k, number in enumerate(numbers) if number in published and labels[:, k].sum() >= MIN_POSITIVES]
+    fitted = [fit_presence(x, labels[:, k], groups, 10) for k in chosen]
+    return PresenceModel(model_id, tuple(numbers[k] for k in chosen), np.array([m.coef_[0] for m, _ in fitted]),
+                         np.array([m.intercept_[0] for m, _ in fitted]), np.array([t for _, t in fitted]))
 
 
 def print_table(name: str, results: dict[int, dict[str, float]]) -> None:
@@ -153,25 +188,31 @@ def main() -> None:
     print(f'{regressor.card.model_id}: {(~neutral).sum()} apex frames, {neutral.sum()} neutral frames, '
           f'{(~features.found).sum()} without a face (scored 0); AUs with >= {MIN_POSITIVES} positives')
     all_results = {}
-    for kind, x in (('raw', np.where(features.found[:, None], features.cnn, 0.0)), ('calibrated', calibrated)):
-        for method in ('mapping', 'learned'):
+    raw = np.where(features.found[:, None], features.cnn, 0.0)
+    for kind, x in (('raw', raw), ('calibrated', calibrated)):
+        for method in ('intensity', 'learned'):
             all_results[f'{method}, {kind}'] = evaluate(x, labels, groups, reader, numbers, method)
             print_table(f'{method}, {kind}', all_results[f'{method}, {kind}'])
+    published = {au.number: au.name for au in reader.units}
+    shipped = all_results['learned, raw']
+    print(f'published AUs ({", ".join(str(n) for n in shipped if n in published)}), learned on raw coefficients: '
+          f'mean F1 {np.mean([r["f1"] for n, r in shipped.items() if n in published]):.3f}, mean AUC '
+          f'{np.mean([r["auc"] for n, r in shipped.items() if n in published]):.3f}')
     plot(all_results, OUT / 'action_units' / 'ckplus_action_units.png')
     print(f'figure: {OUT / "action_units" / "ckplus_action_units.png"}')
-    raw = np.where(features.found[:, None], features.cnn, 0.0)
-    intensities = reader.intensities(raw)
-    card = {'model_id': regressor.card.model_id, 'evaluated_on': 'CK+ apex frames vs FACS codes + neutral first '
-            'frames, 10-fold subject-wise (posed faces only)', 'action_units': {}}
-    for number, result in all_results['mapping, raw'].items():
-        column = next(i for i, au in enumerate(reader.units) if au.number == number)
-        threshold = best_threshold(intensities[:, column], labels[:, numbers.index(number)])
-        card['action_units'][str(number)] = {
-            'name': reader.units[column].name, 'threshold': threshold,
-            **{f'{key}_{metric}': round(values[number][metric], 4) for key, values in all_results.items()
-               for metric in ('auc', 'f1') if number in values}, 'positives': result['positives']}
-    args.out.write_text(json.dumps(card, indent=1) + '\n')
-    print(f'thresholds of {len(card["action_units"])} measured AUs written to {args.out}')
+    presence = presence_model(raw, labels, groups, reader, numbers, regressor.card.model_id)
+    card = presence.to_card()
+    for number in presence.numbers:
+        card['action_units'][str(number)].update(
+            name=published[number], positives=shipped[number]['positives'],
+            **{f'{key.replace(", ", "_")}_{metric}': round(values[number][metric], 4)
+               for key, values in all_results.items() for metric in ('auc', 'f1') if number in values})
+    card['evaluated_on'] = ('CK+ apex frames vs certified FACS codes + neutral first frames, 10-fold subject-wise '
+                            '(posed faces only): python -m training.eval_action_units')
+    text = json.dumps(card, indent=1)  # with each AU's weights on one line: readable and diffable
+    args.out.write_text(re.sub(r'"weights": \[\s*([^\]]*?)\s*\]',
+                               lambda m: '"weights": [' + ' '.join(m.group(1).split()) + ']', text) + '\n')
+    print(f'presence models of {len(presence.numbers)} AUs written to {args.out}')
 
 
 if __name__ == '__main__':

@@ -5,11 +5,16 @@ An AU's intensity is the mean of its blendshapes' weights (left and right sides;
 stronger of cheekRaiser and cheekSquint), in [0, 1]; from calibrated (neutral-relative) weights the
 same sum is clipped to [0, 1]. The mapping follows the ARKit <-> FACS correspondence that face rigs
 use (Apple's ARFaceAnchor.BlendShapeLocation documentation names the facial movement of each
-shape; the FACS manual, Ekman & Friesen 2002, defines the AUs). An AU is *present* when its
-intensity reaches its threshold, chosen on CK+ apex frames against their certified FACS codes
-(training/eval_action_units.py); AUs without a measured threshold are published with intensity
-only. FACS intensity letters A (trace) to E (maximum) are equal fifths of the intensity above the
-threshold.
+shape; the FACS manual, Ekman & Friesen 2002, defines the AUs).
+
+Whether an AU is *present* is a separate, learned decision: one logistic regression per AU on all
+the coefficients (an AU moves more than its own blendshapes, and the regressor spreads it over
+several), with a probability threshold, both fitted on CK+ apex frames against their certified
+FACS codes and neutral first frames (training/eval_action_units.py, which also shows that this
+beats thresholding the intensity under subject-wise cross-validation). Only AUs measured there
+have a presence model (models/action_units.json); it holds only for the regressor it was fitted
+on. FACS intensity letters A (trace) to E (maximum) of a present AU are equal fifths of its
+intensity.
 
 What 68 landmarks and a 2D crop cannot see is not here: gaze (AU61-64: the eyeLook* weights are
 held at 0 by the pseudo-ground truth), cheek puff (AU34), lip roll/suck (AU28).
@@ -24,7 +29,7 @@ import numpy as np
 
 from fer3d_ros.core.models import find_model
 
-MODEL_FILE = 'action_units.json'  # presence thresholds measured on CK+ for the shipped regressor
+MODEL_FILE = 'action_units.json'  # presence models measured on CK+ for the shipped regressor
 LEVELS = 'ABCDE'
 
 
@@ -59,18 +64,72 @@ ACTION_UNITS = (
 )
 
 
-class ActionUnitReader:
-    """AU intensities (and presence where a threshold was measured) for batches of coefficients."""
+@dataclass(frozen=True)
+class PresenceModel:
+    """Per-AU logistic regressions on the coefficients and their probability thresholds."""
+    model_id: str            # the regressor whose coefficients they were fitted on
+    numbers: tuple[int, ...]  # (K,) AU numbers
+    weights: np.ndarray      # (K, n)
+    bias: np.ndarray         # (K,)
+    thresholds: np.ndarray   # (K,) probability at and above which the AU is present
 
-    def __init__(self, names: list[str] | tuple[str, ...], thresholds: dict[int, float] | None = None) -> None:
+    def probabilities(self, coefficients: np.ndarray) -> np.ndarray:
+        """(N, K) probability that each AU is present."""
+        return 1.0 / (1.0 + np.exp(-(np.atleast_2d(coefficients) @ self.weights.T + self.bias)))
+
+    def to_card(self) -> dict:
+        return {'model_id': self.model_id, 'action_units': {
+            str(number): {'weights': [round(float(w), 6) for w in weights], 'bias': round(float(bias), 6),
+                          'threshold': round(float(threshold), 6)}
+            for number, weights, bias, threshold in zip(self.numbers, self.weights, self.bias, self.thresholds)}}
+
+
+def load_presence_model(path: str | os.PathLike | None = None) -> PresenceModel:
+    """The presence models of models/action_units.json (or `path`); the card may hold more (figures)."""
+    with open(path or find_model(MODEL_FILE)) as file:
+        card = json.load(file)
+    units = card['action_units']
+    return PresenceModel(card['model_id'], tuple(int(number) for number in units),
+                         np.array([unit['weights'] for unit in units.values()], np.float64),
+                         np.array([unit['bias'] for unit in units.values()], np.float64),
+                         np.array([unit['threshold'] for unit in units.values()], np.float64))
+
+
+def shipped_presence(model_id: str) -> PresenceModel | None:
+    """The shipped presence models if they were fitted on this regressor (else None: intensities only)."""
+    try:
+        presence = load_presence_model()
+    except (OSError, ValueError, KeyError):
+        return None
+    return presence if presence.model_id == model_id else None
+
+
+@dataclass(frozen=True)
+class Reading:
+    intensities: np.ndarray    # (N, K) in [0, 1]
+    probabilities: np.ndarray  # (N, K) presence probability; NaN for an AU without a presence model
+    present: np.ndarray        # (N, K) bool
+    levels: list[list[str]]    # (N, K) FACS letter of a present AU, else ''
+
+
+class ActionUnitReader:
+    """AU intensities for batches of coefficients, and presence where a presence model was measured."""
+
+    def __init__(self, names: list[str] | tuple[str, ...], presence: PresenceModel | None = None) -> None:
         index = {name: k for k, name in enumerate(names)}
         missing = sorted({name for au in ACTION_UNITS for group in au.groups for name in group} - set(index))
         if missing:
             raise ValueError(f'the expression coefficients lack {", ".join(missing)}: action units need '
                              'ICT-FaceKit / ARKit blendshape names')
-        self.units = ACTION_UNITS
+        if presence is not None and presence.weights.shape[1] != len(names):
+            raise ValueError(f'the presence models take {presence.weights.shape[1]} coefficients, the regressor '
+                             f'gives {len(names)}')
+        self.units, self.presence = ACTION_UNITS, presence
         self._groups = [[np.array([index[name] for name in group]) for group in au.groups] for au in ACTION_UNITS]
-        self.thresholds = dict(thresholds or {})
+        numbers = presence.numbers if presence else ()
+        # column of each unit in the presence model, -1 where it has none
+        self._presence_column = np.array([numbers.index(au.number) if au.number in numbers else -1
+                                          for au in ACTION_UNITS])
 
     def intensities(self, coefficients: np.ndarray) -> np.ndarray:
         """(N, len(ACTION_UNITS)) in [0, 1] from raw or calibrated (N, n) coefficients."""
@@ -79,25 +138,17 @@ class ActionUnitReader:
                            for groups in self._groups], axis=1)
         return np.clip(values, 0.0, 1.0)
 
-    def presence(self, intensities: np.ndarray) -> np.ndarray:
-        """(N, K) bool: at or above the AU's measured threshold (False where none was measured)."""
-        limits = np.array([self.thresholds.get(au.number, np.inf) for au in self.units])
-        return intensities >= limits
-
-    def levels(self, intensities: np.ndarray) -> list[list[str]]:
-        """FACS letters A-E per AU ('' where absent or unmeasured): fifths of the range above the threshold."""
-        limits = np.array([self.thresholds.get(au.number, np.inf) for au in self.units])
-        measured = np.isfinite(limits)
-        fraction = np.where(measured, intensities - np.where(measured, limits, 0.0), 0.0) / \
-            np.maximum(1.0 - np.where(measured, limits, 0.0), 1e-6)
-        letters = np.clip((fraction * len(LEVELS)).astype(int), 0, len(LEVELS) - 1)
-        return [[LEVELS[k] if present else '' for k, present in zip(row, mask)]
-                for row, mask in zip(letters, self.presence(intensities))]
-
-
-def load_action_unit_card(path: str | os.PathLike | None = None) -> tuple[str, dict[int, float]]:
-    """(regressor model id, AU number -> presence threshold) from the shipped action_units.json (or
-    `path`): thresholds hold only for the regressor they were measured on."""
-    with open(path or find_model(MODEL_FILE)) as file:
-        card = json.load(file)
-    return card['model_id'], {int(number): float(value['threshold']) for number, value in card['action_units'].items()}
+    def read(self, coefficients: np.ndarray) -> Reading:
+        """Intensities, presence and FACS letters from raw (N, n) coefficients."""
+        x = np.atleast_2d(np.asarray(coefficients, np.float64))
+        intensities = self.intensities(x)
+        probabilities = np.full(intensities.shape, np.nan)
+        present = np.zeros(intensities.shape, bool)
+        measured = self._presence_column >= 0
+        if measured.any():
+            columns = self._presence_column[measured]
+            probabilities[:, measured] = self.presence.probabilities(x)[:, columns]
+            present[:, measured] = probabilities[:, measured] >= self.presence.thresholds[columns]
+        letters = np.minimum((intensities * len(LEVELS)).astype(int), len(LEVELS) - 1)
+        levels = [[LEVELS[k] if yes else '' for k, yes in zip(row, mask)] for row, mask in zip(letters, present)]
+        return Reading(intensities, probabilities, present, levels)

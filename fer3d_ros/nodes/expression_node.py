@@ -14,12 +14,12 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.time import Time
 from std_srvs.srv import Trigger
 
-from fer3d_ros.core.action_units import ActionUnitReader, load_action_unit_card
+from fer3d_ros.core.action_units import ActionUnitReader, shipped_presence
 from fer3d_ros.core.calibration import CalibrationSettings, Calibrator
 from fer3d_ros.core.expression import default_regressor
 from fer3d_ros.core.image_conversion import ImageConversionError, message_to_bgr8
-from fer3d_ros.core.motion import HeadPose, MotionTracker, load_motion_model
-from fer3d_ros.core.pose import rotation_from_euler
+from fer3d_ros.core.motion import MM_PER_CM, HeadPose, MotionTracker, load_motion_model
+from fer3d_ros.core.pose import ScaledOrthographicCamera, rotation_from_euler
 from fer3d_ros.msg import (
     ActionUnit,
     ActionUnitArray,
@@ -43,7 +43,7 @@ class ExpressionNode(Node):
         super().__init__('expression_node', **kwargs)
         self.regressor = default_regressor(
             declare(self, 'model', '', 'DeepExp3D ONNX model (with its .json card beside it); '
-                    'empty = the shipped models/deepexp3d_r18_128.onnx.') or None,
+                    'empty = the shipped models/deepexp3d_mnv2_96.onnx.') or None,
             backend=declare(self, 'backend', 'auto', 'auto (TensorRT when available, else ONNX Runtime), '
                             'tensorrt or onnxruntime.'),
             engine_path=declare(self, 'engine', '', 'Prebuilt TensorRT engine; empty = the cache path keyed '
@@ -71,7 +71,7 @@ class ExpressionNode(Node):
         self.create_service(Trigger, '~/reset_calibration', self.on_reset_calibration)
         self.publisher = self.create_publisher(ExpressionArray, 'expressions', RELIABLE_QOS)
         self.action_units = ActionUnitReader(self.regressor.card.expression_names,
-                                             measured_thresholds(self.regressor.card.model_id))
+                                             shipped_presence(self.regressor.card.model_id))
         self.au_publisher = self.create_publisher(ActionUnitArray, 'action_units', RELIABLE_QOS)
         self.motion = MotionTracker()
         self.motion_publisher = self.create_publisher(FaceMotionArray, 'face_motion', RELIABLE_QOS)
@@ -195,17 +195,17 @@ class ExpressionNode(Node):
     def action_unit_message(self, header, expressions: list[Expression]) -> ActionUnitArray:
         """The action units of every face, from its raw and (where it has one) calibrated coefficients."""
         reader = self.action_units
-        raw = reader.intensities(np.array([e.coefficients for e in expressions]).reshape(len(expressions), -1))
-        calibrated = np.full_like(raw, np.nan)
+        raw = reader.read(np.array([e.coefficients for e in expressions]).reshape(len(expressions), -1))
+        calibrated = np.full_like(raw.intensities, np.nan)
         for row, expression in enumerate(expressions):
             if len(expression.calibrated):
                 calibrated[row] = reader.intensities(np.asarray(expression.calibrated))[0]
-        present, levels = reader.presence(raw), reader.levels(raw)
         return ActionUnitArray(header=header, model_id=self.regressor.card.model_id, faces=[
             FaceActionUnits(id=expression.id, action_units=[
-                ActionUnit(number=au.number, name=au.name, intensity=float(raw[row, k]),
-                           calibrated_intensity=float(calibrated[row, k]), present=bool(present[row, k]),
-                           level=levels[row][k]) for k, au in enumerate(reader.units)])
+                ActionUnit(number=au.number, name=au.name, intensity=float(raw.intensities[row, k]),
+                           calibrated_intensity=float(calibrated[row, k]), probability=float(raw.probabilities[row, k]),
+                           present=bool(raw.present[row, k]), level=raw.levels[row][k])
+                for k, au in enumerate(reader.units)])
             for row, expression in enumerate(expressions)])
 
 
@@ -215,30 +215,22 @@ class ExpressionNode(Node):
         if self.motion.new_frame(Time.from_msg(header.stamp).nanoseconds * 1e-9):
             self.get_logger().info('time went backwards (a replayed bag?): face motion of every track restarted')
         out = FaceMotionArray(header=header, vertices=load_motion_model()[1].astype(np.uint32))
-        centre = np.array([width / 2, height / 2])
         for face, expression in zip(faces, expressions):
             person = self.calibrator.person(face.id) if self.calibrator is not None else None
             if person is None:  # no calibration: the mean identity and face_node's head pose
-                identity, pose = None, HeadPose(rotation_from_euler(face.roll, face.pitch, face.yaw), face.scale,
-                                                np.array([face.tx, face.ty]) - centre)
+                identity = None
+                camera = ScaledOrthographicCamera(face.scale, rotation_from_euler(face.roll, face.pitch, face.yaw),
+                                                  np.array([face.tx, face.ty]))
             else:
                 identity, camera = person
-                pose = HeadPose(camera.rotation, camera.scale, camera.translation - centre)
+            pose = HeadPose.seen_by(camera, width, height)
             motion = self.motion.update(face.id, identity, np.asarray(expression.coefficients), pose)
             if motion is not None:
                 out.faces.append(FaceMotion(id=face.id, positions=motion.positions.astype(np.float32).ravel(),
+                                            pixels_per_mm=pose.scale / MM_PER_CM,
                                             rigid=motion.rigid.astype(np.float32).ravel(),
                                             nonrigid=motion.nonrigid.astype(np.float32).ravel()))
         return out
-
-
-def measured_thresholds(model_id: str) -> dict[int, float]:
-    """The AU presence thresholds measured for this regressor (models/action_units.json), if any."""
-    try:
-        card = load_action_unit_card()
-    except (OSError, ValueError, KeyError):
-        return {}
-    return card[1] if card[0] == model_id else {}
 
 
 def main(args: list[str] | None = None) -> int:
