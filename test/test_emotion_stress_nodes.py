@@ -49,7 +49,7 @@ def unsmoothed_emotion_node(ros):
 def test_emotion_node_labels_real_faces_copies_headers_and_survives_bad_input(ros, photo_coefficients):
     publisher, received = unsmoothed_emotion_node(ros)
     publisher.publish(expressions(1.0, [('f0001', photo_coefficients['happy'])]))
-    publisher.publish(expressions(1.1, [('f0001', [np.nan] * len(NAMES)), ('f0002', photo_coefficients['anger'])]))
+    publisher.publish(expressions(1.1, [('f0001', [np.nan] * len(NAMES)), ('f0002', photo_coefficients['surprise'])]))
     publisher.publish(expressions(1.2, [('f0001', photo_coefficients['happy'])], names=NAMES[::-1]))  # wrong model
     publisher.publish(expressions(1.3, [('f0003', photo_coefficients['happy'][:20])]))
     publisher.publish(expressions(1.4, [('f0001', photo_coefficients['happy'])]))
@@ -61,7 +61,7 @@ def test_emotion_node_labels_real_faces_copies_headers_and_survives_bad_input(ro
     (happy,) = first.emotions
     assert happy.id == 'f0001' and happy.label == Emotion.HAPPY and not happy.calibrated
     assert np.isclose(sum(happy.probabilities), 1.0, atol=1e-5) and happy.confidence == max(happy.probabilities)
-    assert [e.id for e in second.emotions] == ['f0002'] and second.emotions[0].label == Emotion.ANGER
+    assert [e.id for e in second.emotions] == ['f0002'] and second.emotions[0].label == Emotion.SURPRISE
     assert third.emotions == [] and fourth.emotions[0].label == Emotion.HAPPY
 
 
@@ -87,12 +87,12 @@ def test_emotion_node_uses_the_calibrated_classifier_only_for_mature_calibration
 def test_emotion_smoothing_changes_at_run_time_and_model_files_need_a_restart(ros, photo_coefficients):
     publisher, received = unsmoothed_emotion_node(ros)
     publisher.publish(expressions(1.0, [('f0001', photo_coefficients['happy'])]))
-    publisher.publish(expressions(1.1, [('f0001', photo_coefficients['anger'])]))
-    assert ros.spin_until(lambda: len(received) == 2) and received[1].emotions[0].label == Emotion.ANGER
+    publisher.publish(expressions(1.1, [('f0001', photo_coefficients['surprise'])]))
+    assert ros.spin_until(lambda: len(received) == 2) and received[1].emotions[0].label == Emotion.SURPRISE
     assert ros.set_parameters('/emotion_node', smoothing__time_constant=60.0).successful
     publisher.publish(expressions(1.2, [('f0001', photo_coefficients['happy'])]))
     assert ros.spin_until(lambda: len(received) == 3)
-    assert received[2].emotions[0].label == Emotion.ANGER  # one frame barely moves a 60 s average
+    assert received[2].emotions[0].label == Emotion.SURPRISE  # one frame barely moves a 60 s average
     out_of_range = ros.set_parameters('/emotion_node', smoothing__time_constant=-1.0)
     assert not out_of_range.successful and 'Min: 0.0, Max: 60.0' in out_of_range.reason
     refused = ros.set_parameters('/emotion_node', model='/other/classifier.npz')

@@ -13,6 +13,7 @@ from fer3d_ros.core.face_template import load_face_template
 from fer3d_ros.core.image_conversion import image_to_numpy, numpy_to_image
 from fer3d_ros.core.landmarks import DlibLandmarker
 from fer3d_ros.core.models import find_model
+from fer3d_ros.core.motion import image_points
 from fer3d_ros.core.sample_data import pyfeat_media
 from fer3d_ros.core.tracking import FaceTracker
 from fer3d_ros.core.video import read_frames
@@ -36,7 +37,7 @@ def _crop(front_end, path):
 
 
 def test_model_card_matches_the_network():
-    card = load_card(find_model('deepexp3d_r18_128.onnx'))
+    card = load_card(find_model('deepexp3d_mnv2_96.onnx'))
     regressor = default_regressor(backend='onnxruntime')
     assert len(card.expression_names) == 55 and 'jawOpen' in card.expression_names
     out = regressor.predict([np.zeros((224, 224, 3), np.uint8)] * 3)
@@ -195,9 +196,10 @@ def _expression_graph(ros, **parameters):
     return node, publisher, received
 
 
-def _send(ros, publisher, received, faces, frame: int) -> ExpressionArray:
-    """Publish one FaceArray (frame n of a 30 frames/s stream) and return the ExpressionArray it gave."""
-    msg = FaceArray(faces=faces)
+def _send(ros, publisher, received, faces, frame: int, size: tuple[int, int] = (0, 0)) -> ExpressionArray:
+    """Publish one FaceArray (frame n of a 30 frames/s stream, images width x height) and return the
+    ExpressionArray it gave."""
+    msg = FaceArray(faces=faces, image_width=size[0], image_height=size[1])
     msg.header.stamp.sec, msg.header.stamp.nanosec = frame // 30, (frame % 30) * 33_333_333
     count = len(received)
     publisher.publish(msg)
@@ -242,6 +244,8 @@ def test_action_units_come_with_the_image_header_only_while_someone_listens(ros,
     assert units[0].header.stamp == received[-1].header.stamp and face.id == happy.id
     by_number = {au.number: au for au in face.action_units}
     assert by_number[12].intensity > by_number[4].intensity  # a smile, not a frown
+    assert by_number[12].present and by_number[12].probability > 0.5 and by_number[12].level in 'ABCDE'
+    assert not by_number[4].present and np.isnan(by_number[45].probability)  # blinks are not measured on CK+
     assert all(np.isnan(au.calibrated_intensity) for au in face.action_units)  # no calibration after 2 frames
 
 
@@ -255,8 +259,9 @@ def test_face_motion_is_published_from_a_track_second_frame_and_only_while_someo
     motions = []
     ros.node('motion_client').create_subscription(FaceMotionArray, 'face_motion', motions.append, 10)
     assert ros.spin_until(lambda: node.motion_publisher.get_subscription_count() == 1)
+    height, width = frames[0].shape[:2]
     for frame, face in enumerate(faces[1:], start=1):
-        _send(ros, publisher, received, [face], frame)
+        _send(ros, publisher, received, [face], frame, (width, height))
     assert ros.spin_until(lambda: len(motions) == 2)
     assert motions[0].faces == [] and len(motions[1].faces) == 1  # a track's first frame has no motion yet
     (moved,) = motions[1].faces
@@ -264,3 +269,10 @@ def test_face_motion_is_published_from_a_track_second_frame_and_only_while_someo
     assert count == 500 and len(moved.positions) == len(moved.rigid) == len(moved.nonrigid) == 3 * count
     assert motions[1].header.stamp == received[-1].header.stamp
     assert np.abs(np.asarray(moved.rigid) + np.asarray(moved.nonrigid)).max() < 50.0  # mm between two frames
+    # the points are seen where the face is: most inside its box (the model's face area reaches the
+    # ears and the neck, beyond the box), spread over most of it
+    points = image_points(np.reshape(moved.positions, (-1, 3)), moved.pixels_per_mm, width, height)
+    box = faces[2]
+    inside = (points >= [box.x, box.y]).all(axis=1) & (points <= [box.x + box.width, box.y + box.height]).all(axis=1)
+    assert inside.mean() > 0.5
+    assert np.all(np.ptp(points[inside], axis=0) > [0.6 * box.width, 0.6 * box.height])

@@ -74,7 +74,7 @@ def test_per_node_launch_applies_every_argument(ros, launch_env, tmp_path):
 
 def test_composed_launch_applies_every_argument(ros, launch_env, tmp_path):
     """One process; compressed input, sim time, a model for expression_node only, no stress_node."""
-    model = find_model('deepexp3d_r18_128.onnx')
+    model = find_model('deepexp3d_mnv2_96.onnx')
     launch = start_launch_file(launch_env, tmp_path / 'launch.log', LAUNCH_FILE, 'composed:=1', 'use_compressed:=true',
                                'start_stress:=false', 'use_sim_time:=true', f'model:={model}', 'image:=/cam/image')
     camera = start_camera(tmp_path, '/cam/image', 640, 480, compressed=True)

@@ -8,7 +8,8 @@ on the same images in the same run.
    plain accuracy when it never saw CK+) and the calibrated path (ECOC SVMs on neutral-relative
    coefficients, 10-fold subject-wise CV, as training/train_emotion.py --features calibrated).
 3. Geometry: MSE to the video pseudo-ground truth on the held-out clips (and the other held-out
-   groups), identity invariance on held-out CK+ subjects (training/eval_regressor.py).
+   groups), identity invariance on held-out CK+ subjects (training/eval_regressor.py), and whether
+   CK+ happy apexes smile and surprise apexes open the jaw against their subjects' neutral frames.
 4. Cost per face: DeepExp3D with ONNX Runtime (1 thread, batch 1), next to fer and facex.
 Confusion matrices go to out/emotion/confusion_<set>.png.
 
@@ -39,18 +40,21 @@ def ckplus_raw(classifier: EmotionClassifier, regressor, manifest: Path, folds: 
     """CK+ predictions of the raw classifier: out-of-fold when it was fitted with CK+, else its own."""
     data = load_features('ckplus', regressor)
     model_id, names = classifier.model.model_id, tuple(regressor.card.expression_names)
-    refit = {'mlp-ferplus-ckplus': lambda x, y: fit_mlp(x, y, names, 'cv'),
-             'ecoc-svm-ferplus-ckplus': lambda x, y: fit_ecoc(x, y, names, 'cv')}
+    refit = {  # model id prefix -> fit, times each CK+ image counts (as select_emotion_classifier fitted it)
+        'mlp-ferplus-ckplusx10-': (lambda x, y: fit_mlp(x, y, names, 'cv'), 10),
+        'mlp-ferplus-ckplus-': (lambda x, y: fit_mlp(x, y, names, 'cv'), 1),
+        'ecoc-svm-ferplus-ckplus-': (lambda x, y: fit_ecoc(x, y, names, 'cv'), 1)}
     kind = next((prefix for prefix in refit if model_id.startswith(prefix)), None)
     if kind is None:
         return our_predictions(classifier, data, 'cnn')
+    fit, repeat = refit[kind]
     extra_x, extra_y = ferplus_coefficients(regressor, manifest, 'train')
     if kind.startswith('ecoc'):
         keep = subsample(extra_y, 4000)
         extra_x, extra_y = extra_x[keep], extra_y[keep]
     predicted = np.full(len(data.images), NO_FACE)
-    predicted[data.found] = ckplus_cv(refit[kind], data.cnn[data.found], data.labels[data.found],
-                                      data.groups[data.found], extra_x, extra_y, folds)
+    predicted[data.found] = ckplus_cv(fit, data.cnn[data.found], data.labels[data.found],
+                                      data.groups[data.found], extra_x, extra_y, folds, repeat=repeat)
     return predicted
 
 
@@ -63,6 +67,19 @@ def ckplus_calibrated(regressor, folds: int) -> np.ndarray:
     predicted = np.full(len(data.images), NO_FACE)
     predicted[usable] = probabilities.argmax(axis=1)
     return predicted
+
+
+def expression_contrast(regressor) -> None:
+    """Do CK+ happy apexes still smile and surprise apexes open the jaw, against the same subjects'
+    neutral frames? (The coefficients must stay a 3D expression, not become emotion logits.)"""
+    data = load_features('ckplus', regressor)
+    names = list(regressor.card.expression_names)
+    for emotion, shapes in (('happy', ('mouthSmile_L', 'mouthSmile_R')), ('surprise', ('jawOpen', 'browInnerUp_L'))):
+        apex = data.found & (data.labels == EMOTIONS.index(emotion))
+        neutral = data.found & (data.labels == EMOTIONS.index('neutral')) & np.isin(data.groups, data.groups[apex])
+        mean = lambda rows, name: data.cnn[rows, names.index(name)].mean()
+        print(f'  CK+ {emotion} apex vs the same subjects\' neutral (mean): ' +
+              ', '.join(f'{name} {mean(apex, name):.2f} vs {mean(neutral, name):.2f}' for name in shapes))
 
 
 def ms_per_face(predict, repeats: int = 200) -> tuple[float, float]:
@@ -103,6 +120,7 @@ def main() -> None:
     print('== Geometry')
     held_out_accuracy(args.manifest, 'test', None, regressor, sources=('clips', 'ckplus', 'faces'))
     identity_invariance(regressor)
+    expression_contrast(regressor)
 
     print('== Cost per face (one face, median / p95 ms, 1 thread)')
     crop = clip_crop(args.manifest)

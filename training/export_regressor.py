@@ -7,7 +7,7 @@ size, expression names, the ONNX file's SHA-256, training settings and metrics (
 largest torch-vs-ONNX-Runtime difference on a random batch of 4).
 
     python -m training.export_regressor --checkpoint out/regressor/resnet18_128/best.pt \\
-        --out models/deepexp3d_r18_128.onnx
+        --out out/regressor/resnet18_128/deepexp3d_r18_128.onnx
 """
 from __future__ import annotations
 

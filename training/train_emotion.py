@@ -14,7 +14,7 @@ expression_node publishes once a track is calibrated): each CK+ image calibrated
 of a simulated track of its subject (training/emotion_data.calibrated_features); images without a
 calibration are left out, and held-out sets without subjects are not evaluated.
 Usage: python -m training.train_emotion [--train ckplus] [--eval ferplus-test pyfeat]
-       [--features cnn|fit|calibrated] [--trials 40] [--folds 10] [--out models/emotion_ecoc_svm.npz]
+       [--features cnn|fit|calibrated] [--trials 40] [--folds 10] [--out out/emotion/emotion_ecoc_svm.npz]
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from training.baselines import available_baselines
 from training.build_dataset import split_of
 from training.emotion_data import SETS, Features, calibrated_features, load_features, read_image
 from training.emotion_svm import SearchSettings, cross_validate, fit_model, tune
-from training.paths import MODELS, OUT
+from training.paths import OUT
 
 NO_FACE = -1
 
@@ -142,8 +142,9 @@ def main() -> None:
     parser.add_argument('--trials', type=int, default=40, help='Bayesian optimisation trials per search')
     parser.add_argument('--folds', type=int, default=10, help='outer subject-wise folds (0: no cross-validation)')
     parser.add_argument('--model', default=None, help='DeepExp3D ONNX model (default: the shipped one)')
-    parser.add_argument('--out', default=str(MODELS / 'emotion_ecoc_svm.npz'),
-                        help='where to save the classifier (empty: do not save)')
+    parser.add_argument('--out', default=str(OUT / 'emotion' / 'emotion_ecoc_svm.npz'),
+                        help='where to save the classifier (empty: do not save); the shipped classifiers come from '
+                             'training.select_emotion_classifier')
     parser.add_argument('--no-baselines', action='store_true')
     args = parser.parse_args()
     settings = SearchSettings(trials=args.trials)
@@ -181,6 +182,7 @@ def main() -> None:
                       else 'raw', params=params)
     print(f'final classifier {model_id}: {params}, {len(model.support_vectors)} support vectors')
     if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         model.save(args.out)
         print(f'saved {args.out} ({Path(args.out).stat().st_size / 1024:.0f} kB)')
     classifier = EmotionClassifier(model)

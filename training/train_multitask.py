@@ -43,7 +43,7 @@ from fer3d_ros.core.morphable_model import load_landmark_model
 from training.deepexp3d import ARCHITECTURES, DeepExp3D, model_id
 from training.emotion_data import FERPLUS_VOTES
 from training.export_regressor import export_onnx
-from training.paths import DATA, OUT
+from training.paths import DATA, OUT, REPO
 from training.train_regressor import (
     Augmentation,
     augment,
@@ -335,7 +335,7 @@ def train(args: argparse.Namespace) -> Path:
         state = {'model': model.state_dict(), 'head': head.state_dict(), 'optimizer': optimizer.state_dict(),
                  'scheduler': scheduler.state_dict(), 'epoch': epoch, 'arch': args.arch,
                  'input_size': args.input_size, 'expression_names': names, 'history': history,
-                 'args': {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}}
+                 'args': {k: portable(v) for k, v in vars(args).items() if k != 'resume'}}
         if selection_score(val) > best['score']:
             best = {'score': selection_score(val), 'epoch': epoch, **val}
             save_atomic({k: v for k, v in state.items() if k not in ('optimizer', 'scheduler')}, args.out / 'best.pt')
@@ -345,6 +345,14 @@ def train(args: argparse.Namespace) -> Path:
                    f"val MSE {val['mse']:.5f} clips {val['clip_mse']:.5f} FER+ {val['ferplus_accuracy']:.3f} | "
                    f"best @ {best['epoch']}  {history[-1]['seconds']:.0f} s")
     return export(args, model, head, names)
+
+
+def portable(value):
+    """A setting as the model card records it: paths inside the repository relative to it."""
+    if not isinstance(value, Path):
+        return value
+    path = value.resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(value)
 
 
 def write_log(history: list[dict[str, float]], out: Path) -> None:

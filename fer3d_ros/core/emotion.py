@@ -28,8 +28,8 @@ from fer3d_ros.core.tracking import TrackStates
 
 # The classes, in the order of every probability vector (the label constants of Emotion.msg).
 EMOTIONS = ('neutral', 'happy', 'sad', 'surprise', 'fear', 'disgust', 'anger')
-MODEL_FILE = 'emotion_ecoc_svm.npz'
-CALIBRATED_MODEL_FILE = 'emotion_ecoc_svm_calibrated.npz'  # trained on neutral-relative coefficients
+MODEL_FILE = 'emotion_classifier.npz'
+CALIBRATED_MODEL_FILE = 'emotion_classifier_calibrated.npz'  # trained on neutral-relative coefficients
 
 
 @dataclass(frozen=True)

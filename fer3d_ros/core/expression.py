@@ -18,7 +18,7 @@ import numpy as np
 from fer3d_ros.core.inference import InferenceBackend, ModelFileError, open_backend, require_file
 from fer3d_ros.core.models import find_model
 
-MODEL_FILE = 'deepexp3d_r18_128.onnx'
+MODEL_FILE = 'deepexp3d_mnv2_96.onnx'
 OUTPUT = 'expression'
 
 

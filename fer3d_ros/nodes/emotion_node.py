@@ -22,7 +22,7 @@ class EmotionNode(Node):
         super().__init__('emotion_node', **kwargs)
         self.classifier = default_classifier(
             declare(self, 'model', '', 'Emotion classifier on raw coefficients (.npz from '
-                    'training/train_emotion.py); empty = the shipped models/emotion_ecoc_svm.npz.') or None,
+                    'training/train_emotion.py); empty = the shipped models/emotion_classifier.npz.') or None,
             features='raw')
         self.calibrated_classifier = default_classifier(
             declare(self, 'calibrated_model', '', 'Emotion classifier on calibrated coefficients (train_emotion '
