@@ -45,10 +45,13 @@ INNER = np.arange(17, 68)  # brows, nose, eyes, mouth: the jaw contour slides al
 
 @dataclass(frozen=True)
 class CalibrationSettings:
-    # Per-frame landmark fit: 2 alternations (warm-started from the previous frame); a strong
-    # expression prior, because the fit's expression only scores activity: on CK+ it separates
-    # neutral frames from subtle apexes (sad, fear, anger) with AUC 0.94 at 2.0 cm^2, 0.88 at 0.2.
+    # Per-frame landmark fit: 2 camera/shape alternations on a track's first frame, then
+    # `warm_iterations` warm-started from the previous frame's expression (the camera is fitted to
+    # it first: faces change little between frames); a strong expression prior, because the fit's
+    # expression only scores activity: on CK+ it separates neutral frames from subtle apexes (sad,
+    # fear, anger) with AUC 0.94 at 2.0 cm^2, 0.88 at 0.2.
     fit: FitSettings = FitSettings(iterations=2, expression_prior=2.0)
+    warm_iterations: int = 1
     identity_prior_per_frame: float = 0.01  # cm^2 per frame of evidence (training/video_fit, measured on clips)
     identity_horizon: float = 300.0         # frames over which identity evidence is forgotten (1/e)
     max_activity_mm: float = 1.2            # RMS displacement from the neutral shape (CK+ neutral: 90 %)
@@ -62,7 +65,7 @@ class CalibrationSettings:
 
     def check(self) -> None:
         problems = [name for name, ok in (
-            ('fit.iterations >= 1', self.fit.iterations >= 1),
+            ('fit.iterations >= 1', self.fit.iterations >= 1), ('warm_iterations >= 1', self.warm_iterations >= 1),
             ('identity_prior_per_frame > 0', self.identity_prior_per_frame > 0),
             ('identity_horizon >= 1', self.identity_horizon >= 1), ('max_activity_mm > 0', self.max_activity_mm > 0),
             ('0 < max_angle_deg <= 90', 0 < self.max_angle_deg <= 90), ('window >= 1', self.window >= 1),
@@ -95,7 +98,7 @@ class TrackIdentity:
     def update(self, points: np.ndarray) -> np.ndarray:
         """Fit one frame's (68, 2) landmarks; return its expression weights given this identity."""
         expression = self._expression.copy()  # warm start: the previous frame
-        for _ in range(self.settings.fit.iterations):
+        for _ in range(self.settings.warm_iterations if self._updates else self.settings.fit.iterations):
             camera = fit_camera(points, self.model.landmarks(self.identity, expression), self._weights)
             a_id, a_e, b = shape_system(self.model, camera, points, self._weights, self._active)
             expression[self._active] = solve_shape(a_id, a_e, b, self.settings.fit, self.prior)[1]
