@@ -13,7 +13,7 @@ from sensor_msgs.msg import Image
 
 from fer3d_ros.core.models import find_model
 from fer3d_ros.core.sample_data import pyfeat_media
-from fer3d_ros.msg import EmotionArray, StressArray
+from fer3d_ros.msg import ActionUnitArray, EmotionArray, FaceMotionArray, StressArray
 
 LAUNCH_FILE = 'fer3d.launch.py'
 CLIP = pyfeat_media('WolfgangLanger_Pexels.mp4')
@@ -42,17 +42,20 @@ def stop_all(*processes):
 
 
 def test_per_node_launch_applies_every_argument(ros, launch_env, tmp_path):
-    """namespace, image, image_reliability, backend, start_overlay, params_file: each changes what runs."""
+    """namespace, image, image_reliability, backend, start_overlay, draw_motion, params_file: each changes
+    what runs; the on-demand outputs (action units, face motion) come out of the running graph."""
     params_file = tmp_path / 'mine.yaml'
     params_file.write_text(yaml.safe_dump({'/**/stress_node': {'ros__parameters': {'window': 1.0, 'hop': 0.5}},
                                            '/**/expression_node': {'ros__parameters': {'backend': 'tensorrt'}}}))
     launch = start_launch_file(launch_env, tmp_path / 'launch.log', LAUNCH_FILE, 'namespace:=robot',
                                'image:=/head_camera/image_raw', 'image_reliability:=reliable', 'backend:=onnxruntime',
-                               'start_overlay:=True', f'params_file:={params_file}')
+                               'start_overlay:=True', 'draw_motion:=true', f'params_file:={params_file}')
     camera = start_camera(tmp_path, '/head_camera/image_raw', 1280, 720)
     client = ros.node('client')
     emotions, stress = collect(client, EmotionArray, '/robot/emotions'), collect(client, StressArray, '/robot/stress')
     debug = collect(client, Image, '/robot/debug/image')
+    units, motion = collect(client, ActionUnitArray, '/robot/action_units'), collect(client, FaceMotionArray,
+                                                                                       '/robot/face_motion')
     try:
         nodes = {f'/robot/{name}' for name in ('face_node', 'expression_node', 'emotion_node', 'stress_node',
                                                'overlay_node')}
@@ -60,6 +63,9 @@ def test_per_node_launch_applies_every_argument(ros, launch_env, tmp_path):
         assert ros.spin_until(lambda: emotions and emotions[-1].emotions and stress and debug or not launch.running(),
                               90), f'no output from the graph:\n{launch.output[-5000:]}'
         assert emotions[-1].header.frame_id == debug[-1].header.frame_id == 'head_camera'
+        assert ros.spin_until(lambda: units and units[-1].faces and motion and motion[-1].faces, 30)
+        assert units[-1].header.frame_id == motion[-1].header.frame_id == 'head_camera'
+        assert node_parameters(ros, client, '/robot/overlay_node', ['draw_motion']) == {'draw_motion': True}
         face = node_parameters(ros, client, '/robot/face_node', ['image_reliability', 'use_compressed', 'use_sim_time'])
         assert face == {'image_reliability': 'reliable', 'use_compressed': False, 'use_sim_time': False}
         # the launch argument wins over params_file, which wins over config/stress.yaml
