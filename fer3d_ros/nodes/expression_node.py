@@ -74,6 +74,7 @@ class ExpressionNode(Node):
                                              shipped_presence(self.regressor.card.model_id))
         self.au_publisher = self.create_publisher(ActionUnitArray, 'action_units', RELIABLE_QOS)
         self.motion = MotionTracker()
+        self.motion_vertices = load_motion_model()[1].astype(np.uint32)  # the same in every FaceMotionArray
         self.motion_publisher = self.create_publisher(FaceMotionArray, 'face_motion', RELIABLE_QOS)
         callback = guarded(self, self.diagnostics, (ImageConversionError, ValueError))(self.on_faces)
         # FaceArrays replaced in the queue while the network ran are counted (face_arrays_skipped_busy)
@@ -191,15 +192,14 @@ class ExpressionNode(Node):
         self.diagnostics.extra.update(self.face_arrays.figures(), faces_last_frame=str(len(faces)))
         self.diagnostics.record(latency)
 
-
     def action_unit_message(self, header, expressions: list[Expression]) -> ActionUnitArray:
         """The action units of every face, from its raw and (where it has one) calibrated coefficients."""
         reader = self.action_units
         raw = reader.read(np.array([e.coefficients for e in expressions]).reshape(len(expressions), -1))
         calibrated = np.full_like(raw.intensities, np.nan)
-        for row, expression in enumerate(expressions):
-            if len(expression.calibrated):
-                calibrated[row] = reader.intensities(np.asarray(expression.calibrated))[0]
+        rows = [row for row, expression in enumerate(expressions) if len(expression.calibrated)]
+        if rows:
+            calibrated[rows] = reader.intensities(np.array([expressions[row].calibrated for row in rows]))
         return ActionUnitArray(header=header, model_id=self.regressor.card.model_id, faces=[
             FaceActionUnits(id=expression.id, action_units=[
                 ActionUnit(number=au.number, name=au.name, intensity=float(raw.intensities[row, k]),
@@ -208,13 +208,12 @@ class ExpressionNode(Node):
                 for k, au in enumerate(reader.units)])
             for row, expression in enumerate(expressions)])
 
-
     def motion_message(self, header, faces: list, expressions: list[Expression], width: int,
                        height: int) -> FaceMotionArray:
         """Each face's 3D motion since its previous frame (faces on their first frame are left out)."""
         if self.motion.new_frame(Time.from_msg(header.stamp).nanoseconds * 1e-9):
             self.get_logger().info('time went backwards (a replayed bag?): face motion of every track restarted')
-        out = FaceMotionArray(header=header, vertices=load_motion_model()[1].astype(np.uint32))
+        out = FaceMotionArray(header=header, vertices=self.motion_vertices)
         for face, expression in zip(faces, expressions):
             person = self.calibrator.person(face.id) if self.calibrator is not None else None
             if person is None:  # no calibration: the mean identity and face_node's head pose
