@@ -13,7 +13,7 @@ from fer3d_ros.core.inference import ModelFileError
 from fer3d_ros.core.morphable_model import load_landmark_model
 from training.build_dataset import VOTE_COLUMNS
 from training.deepexp3d import DeepExp3D
-from training.select_emotion_classifier import ckplus_cv, fit_mlp, subsample
+from training.select_emotion_classifier import Recipe, ckplus_cv, fit_mlp, subsample
 from training.train_multitask import EmotionHead, load_rows, losses, main, packed_crops, vote_distribution
 
 MODEL = load_landmark_model()
@@ -98,6 +98,18 @@ def test_training_resumes_and_exports_the_network_and_its_head(tmp_path, capsys)
         assert list(head['classes']) == list(EMOTIONS) and head['w1'].shape[0] == 42
 
 
+def test_a_fine_tune_starts_from_the_checkpoint_it_is_given(tmp_path):
+    manifest = write_manifest(tmp_path / 'dataset')
+    main([*ARGS, '--manifest', str(manifest), '--epochs', '1', '--out', str(tmp_path / 'run')])
+    main([*ARGS, '--manifest', str(manifest), '--epochs', '1', '--out', str(tmp_path / 'fine'), '--lr', '1e-12',
+          '--init', str(tmp_path / 'run' / 'best.pt')])
+    start, tuned = (torch.load(tmp_path / run / 'best.pt', weights_only=False) for run in ('run', 'fine'))
+    weights = [name for name, value in start['model'].items() if name.endswith('.weight') and value.ndim == 4]
+    assert all(torch.allclose(start['model'][name], tuned['model'][name], atol=1e-8) for name in weights)
+    assert torch.allclose(start['head']['layers.0.weight'], tuned['head']['layers.0.weight'], atol=1e-8)
+    assert tuned['args']['init'].endswith('best.pt')
+
+
 def test_the_exported_head_gives_emotion_node_the_probabilities_torch_gives(tmp_path):
     head = EmotionHead(MODEL.observable_expressions()).eval()
     head.numpy_model('mlp-head-test', NAMES).save(tmp_path / 'head.npz')
@@ -123,6 +135,29 @@ def test_a_refitted_head_learns_separable_coefficients_and_subject_folds_hold_su
     predicted = ckplus_cv(fit, x, y, groups, x[:0], y[:0], folds=5)
     assert np.mean(predicted == y) > 0.9
     assert len(subsample(y, 70)) == 70 and set(np.bincount(y[subsample(y, 70)])) == {10}
+
+
+def test_a_classifier_recipe_is_read_back_from_its_model_id_so_evaluation_refits_it_the_same_way():
+    for recipe in (Recipe('mlp'), Recipe('mlp', ck_repeat=29), Recipe('mlp', ck_repeat=10, seeds=5),
+                   Recipe('ecoc-svm')):
+        assert Recipe.from_model_id(recipe.model_id('deepexp3d_mnv2_96')) == recipe
+    assert Recipe.from_model_id('mlp-ferplus-ckplusx10-deepexp3d_mnv2_96') == Recipe('mlp', ck_repeat=10)
+    assert Recipe.from_model_id('mlp-head-deepexp3d_mnv2_96') is None
+
+
+def test_an_ensemble_of_mlps_is_one_wider_mlp_whose_logits_are_the_mean_of_its_members():
+    rng = np.random.default_rng(3)
+    y = np.repeat(np.arange(7), 30)
+    x = np.clip(rng.uniform(0, 1, (7, 55))[y] + rng.normal(0, 0.1, (len(y), 55)), 0, 1)
+    ensemble, first = fit_mlp(x, y, tuple(NAMES), 'e', seeds=2), fit_mlp(x, y, tuple(NAMES), 's')
+    assert ensemble.w1.shape[1] == 128 and np.array_equal(ensemble.w1[:, :64], first.w1)
+    logits = lambda w1, b1, w2, b2: np.maximum(x[:, ensemble.observable] @ w1 + b1, 0) @ w2 + b2
+    members = [logits(ensemble.w1[:, half], ensemble.b1[half], 2 * ensemble.w2[half], 0)
+               for half in (slice(0, 64), slice(64, 128))]
+    expected = np.mean(members, axis=0) + ensemble.b2
+    assert np.allclose(np.log(ensemble.probabilities(x)) - np.log(ensemble.probabilities(x))[:, :1],
+                       expected - expected[:, :1])
+    assert np.allclose(logits(first.w1, first.b1, first.w2, first.b2), members[0] + first.b2)
 
 
 def test_a_recentred_head_reads_calibrated_faces_as_the_population_neutral_plus_the_expression(tmp_path):

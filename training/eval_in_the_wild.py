@@ -32,29 +32,23 @@ from training.emotion_data import calibrated_features, load_features
 from training.emotion_svm import SearchSettings, cross_validate
 from training.eval_regressor import held_out_accuracy, identity_invariance
 from training.paths import DATA
-from training.select_emotion_classifier import ckplus_cv, ferplus_coefficients, fit_ecoc, fit_mlp, subsample
+from training.select_emotion_classifier import Recipe, ckplus_cv, ferplus_coefficients, training_rows
 from training.train_emotion import NO_FACE, compare, our_predictions, summarise
 
 
 def ckplus_raw(classifier: EmotionClassifier, regressor, manifest: Path, folds: int) -> np.ndarray:
-    """CK+ predictions of the raw classifier: out-of-fold when it was fitted with CK+, else its own."""
+    """CK+ predictions of the raw classifier: out-of-fold (refitted by the recipe in its model id)
+    when it was fitted with CK+, else its own."""
     data = load_features('ckplus', regressor)
-    model_id, names = classifier.model.model_id, tuple(regressor.card.expression_names)
-    refit = {  # model id prefix -> fit, times each CK+ image counts (as select_emotion_classifier fitted it)
-        'mlp-ferplus-ckplusx10-': (lambda x, y: fit_mlp(x, y, names, 'cv'), 10),
-        'mlp-ferplus-ckplus-': (lambda x, y: fit_mlp(x, y, names, 'cv'), 1),
-        'ecoc-svm-ferplus-ckplus-': (lambda x, y: fit_ecoc(x, y, names, 'cv'), 1)}
-    kind = next((prefix for prefix in refit if model_id.startswith(prefix)), None)
-    if kind is None:
+    recipe = Recipe.from_model_id(classifier.model.model_id)
+    if recipe is None:
         return our_predictions(classifier, data, 'cnn')
-    fit, repeat = refit[kind]
-    extra_x, extra_y = ferplus_coefficients(regressor, manifest, 'train')
-    if kind.startswith('ecoc'):
-        keep = subsample(extra_y, 4000)
-        extra_x, extra_y = extra_x[keep], extra_y[keep]
+    names = tuple(regressor.card.expression_names)
+    extra = training_rows(recipe, *ferplus_coefficients(regressor, manifest, 'train'))
     predicted = np.full(len(data.images), NO_FACE)
-    predicted[data.found] = ckplus_cv(fit, data.cnn[data.found], data.labels[data.found],
-                                      data.groups[data.found], extra_x, extra_y, folds, repeat=repeat)
+    predicted[data.found] = ckplus_cv(lambda x, y: recipe.fit(x, y, names, 'cv'), data.cnn[data.found],
+                                      data.labels[data.found], data.groups[data.found], *extra, folds,
+                                      repeat=recipe.ck_repeat)
     return predicted
 
 

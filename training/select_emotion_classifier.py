@@ -5,9 +5,13 @@ Candidates, all on the model's 55 coefficients of the run-time crops:
   it never saw a CK+ label, so its CK+ figure is a held-out one.
 - `mlp`: the same MLP shape (42 observable weights -> 64 -> 7) refitted on frozen coefficients of
   FER+ Train (majority labels) + CK+; `mlp-ck10` the same with each CK+ image counted ten times
-  (CK+'s 900 images against FER+'s 27,000).
+  (CK+'s 900 images against FER+'s 27,000), `mlp-balanced` as many times as make CK+ weigh as much
+  as FER+ Train; `mlp-ck10-x5` five `mlp-ck10` MLPs (seeds 0-4) whose logits are averaged, which
+  is one MLP of five times the width, so emotion_node runs it as it runs the others.
 - `ecoc`: the paper's ECOC one-vs-all RBF SVMs on a stratified FER+ Train subsample + CK+ (an RBF
   SVM on all 28k images is hours on this CPU), hyper-parameters searched on that training set.
+Each refitted candidate's recipe is written into its model id (`Recipe`), so that
+training/eval_in_the_wild.py can cross-validate the shipped classifier exactly as it was fitted.
 CK+ figures are 10-fold subject-wise cross-validation (FER+ Train always in the training folds);
 FER+ Valid is the selection set. FER+ coefficients come from the dataset's registered crops
 (data/dataset, packed as training used them), CK+ through the run-time path. The winner (best FER+
@@ -23,6 +27,8 @@ calibrated CK+ (what training/train_emotion.py --features calibrated does); the 
 from __future__ import annotations
 
 import argparse
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +44,7 @@ from training.paths import DATA, MODELS
 from training.train_multitask import load_rows, packed_crops
 
 ECOC_SUBSAMPLE = 4000
-CANDIDATES = ('joint', 'mlp', 'mlp-ck10', 'ecoc')
+CANDIDATES = ('joint', 'mlp', 'mlp-ck10', 'mlp-balanced', 'mlp-ck10-x5', 'ecoc')
 
 
 def ferplus_coefficients(regressor: ExpressionRegressor, manifest: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -58,20 +64,55 @@ def ferplus_coefficients(regressor: ExpressionRegressor, manifest: Path, split: 
     return coefficients, rows.majority[keep]
 
 
-def fit_mlp(x: np.ndarray, y: np.ndarray, names: tuple[str, ...], model_id: str, seed: int = 0) -> HeadModel:
-    """The head's shape (observable weights -> 64 ReLU -> 7) fitted on frozen coefficients."""
+def fit_mlp(x: np.ndarray, y: np.ndarray, names: tuple[str, ...], model_id: str, seeds: int = 1) -> HeadModel:
+    """The head's shape (observable weights -> 64 ReLU -> 7) fitted on frozen coefficients; with
+    `seeds` > 1, that many fits (seeds 0, 1, ...) whose logits are averaged: one MLP 64 x seeds wide."""
     observable = load_landmark_model().observable_expressions()
-    mlp = MLPClassifier(hidden_layer_sizes=(64,), alpha=1e-3, max_iter=300, early_stopping=True,
-                        random_state=seed).fit(x[:, observable], y)
-    if list(mlp.classes_) != list(range(len(EMOTIONS))):
+    fits = [MLPClassifier(hidden_layer_sizes=(64,), alpha=1e-3, max_iter=300, early_stopping=True,
+                          random_state=seed).fit(x[:, observable], y) for seed in range(seeds)]
+    if any(list(mlp.classes_) != list(range(len(EMOTIONS))) for mlp in fits):
         raise ValueError('every emotion needs training examples')
-    (w1, w2), (b1, b2) = mlp.coefs_, mlp.intercepts_
+    w1, b1 = (np.concatenate([mlp.coefs_[0] for mlp in fits], axis=1),
+              np.concatenate([mlp.intercepts_[0] for mlp in fits]))
+    w2, b2 = (np.concatenate([mlp.coefs_[1] for mlp in fits]) / seeds,
+              np.mean([mlp.intercepts_[1] for mlp in fits], axis=0))
     return HeadModel(model_id, EMOTIONS, tuple(names), 'raw', np.asarray(observable), w1, b1, w2, b2)
 
 
 def fit_ecoc(x: np.ndarray, y: np.ndarray, names: tuple[str, ...], model_id: str, seed: int = 0):
     """ECOC SVMs on all of CK+ given and a stratified subsample of the rest (groups: one per image)."""
     return fit_model(x, y, np.arange(len(y)).astype(str), names, model_id, SearchSettings(trials=12, seed=seed))
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a raw-coefficient classifier is fitted on FER+ Train + CK+, written into its model id
+    (`mlp-ferplus-ckplusx10-<regressor>`, `mlpx5-...`, `ecoc-svm-ferplus-ckplus-...`)."""
+    kind: str           # 'mlp' or 'ecoc-svm'
+    ck_repeat: int = 1  # times each CK+ image counts against FER+ Train
+    seeds: int = 1      # MLPs whose logits are averaged
+
+    ID = re.compile(r'^(?P<kind>mlp|ecoc-svm)(?:x(?P<seeds>\d+))?-ferplus-ckplus(?:x(?P<repeat>\d+))?-')
+
+    def model_id(self, regressor_id: str) -> str:
+        seeds = f'x{self.seeds}' if self.seeds > 1 else ''
+        repeat = f'x{self.ck_repeat}' if self.ck_repeat > 1 else ''
+        return f'{self.kind}{seeds}-ferplus-ckplus{repeat}-{regressor_id}'
+
+    @classmethod
+    def from_model_id(cls, model_id: str) -> Recipe | None:
+        """The recipe of a classifier this module fitted; None for any other (e.g. a joint head)."""
+        match = cls.ID.match(model_id)
+        return match and cls(match['kind'], int(match['repeat'] or 1), int(match['seeds'] or 1))
+
+    def ferplus_rows(self, y: np.ndarray) -> np.ndarray:
+        """The FER+ Train rows it is fitted on: all, or a stratified subsample for the SVMs."""
+        return subsample(y, ECOC_SUBSAMPLE) if self.kind == 'ecoc-svm' else np.arange(len(y))
+
+    def fit(self, x: np.ndarray, y: np.ndarray, names: tuple[str, ...], model_id: str):
+        if self.kind == 'ecoc-svm':
+            return fit_ecoc(x, y, names, model_id)
+        return fit_mlp(x, y, names, model_id, self.seeds)
 
 
 def subsample(y: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
@@ -106,30 +147,40 @@ def balanced(y: np.ndarray, predicted: np.ndarray) -> float:
     return float(np.mean([np.mean(predicted[y == k] == k) for k in np.unique(y)]))
 
 
-def choose_raw(candidates: dict, extra: dict, valid: tuple, ck: tuple, no_face: int, folds: int) -> tuple:
-    """Each candidate on FER+ Valid and CK+; the best FER+ Valid among those within 1 point of the
-    best CK+. Returns (name, model, its fit function or None)."""
+def choose_raw(candidates: dict, ferplus_train: tuple, valid: tuple, ck: tuple, no_face: int, folds: int,
+               names: tuple[str, ...], stem: str) -> tuple:
+    """Each candidate (a fixed model, or a `Recipe` cross-validated on CK+ and then fitted on all of
+    it) on FER+ Valid and CK+; the best FER+ Valid among those within 1 point of the best CK+.
+    Returns (name, model, recipe or None)."""
     (valid_x, valid_y), (ck_x, ck_y, ck_groups) = valid, ck
     results = {}
-    for name, (model, fit, repeat) in candidates.items():
-        if fit is not None:
-            ck_predicted = ckplus_cv(fit, ck_x, ck_y, ck_groups, *extra[name], folds=folds, repeat=repeat)
-            model = fit(*joined(*extra[name], ck_x, ck_y, repeat))
+    for name, candidate in candidates.items():
+        if isinstance(candidate, Recipe):
+            extra = training_rows(candidate, *ferplus_train)
+            ck_predicted = ckplus_cv(lambda x, y: candidate.fit(x, y, names, 'cv'), ck_x, ck_y, ck_groups, *extra,
+                                     folds=folds, repeat=candidate.ck_repeat)
+            model = candidate.fit(*joined(*extra, ck_x, ck_y, candidate.ck_repeat), names, candidate.model_id(stem))
         else:
-            ck_predicted = EmotionClassifier(model).predict_proba(ck_x).argmax(axis=1)
+            model, ck_predicted = candidate, EmotionClassifier(candidate).predict_proba(ck_x).argmax(axis=1)
         valid_predicted = EmotionClassifier(model).predict_proba(valid_x).argmax(axis=1)
         ck_all = float(np.concatenate([ck_predicted == ck_y, np.zeros(no_face, bool)]).mean())
         results[name] = (model, float((valid_predicted == valid_y).mean()), ck_all)
         print(f'  {name:12s} FER+ Valid {results[name][1]:.4f} (balanced {balanced(valid_y, valid_predicted):.4f}) | '
-              f'CK+ {"held out" if fit is None else f"{folds}-fold CV"} {ck_all:.4f} (balanced '
-              f'{balanced(ck_y, ck_predicted):.4f}) | {model.describe()}')
+              f'CK+ {f"{folds}-fold CV" if isinstance(candidate, Recipe) else "held out"} {ck_all:.4f} (balanced '
+              f'{balanced(ck_y, ck_predicted):.4f}) | {model.describe()}', flush=True)
     best_ck = max(result[2] for result in results.values())
     chosen = max((name for name in results if results[name][2] >= best_ck - 0.01), key=lambda n: results[n][1])
-    return chosen, results[chosen][0], candidates[chosen][1:]
+    recipe = candidates[chosen] if isinstance(candidates[chosen], Recipe) else None
+    return chosen, results[chosen][0], recipe
 
 
-def choose_calibrated(raw, raw_fit, extra: tuple, ckplus, population_neutral: np.ndarray,
-                      names: tuple[str, ...], stem: str, folds: int, repeat: int = 1):
+def training_rows(recipe: Recipe, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    keep = recipe.ferplus_rows(y)
+    return x[keep], y[keep]
+
+
+def choose_calibrated(raw, recipe: Recipe | None, ferplus_train: tuple, ckplus, population_neutral: np.ndarray,
+                      names: tuple[str, ...], stem: str, folds: int):
     """The calibrated path on CK+ (each image the last frame of a simulated track of its subject):
     the raw head re-centred on the population's neutral face, against ECOC SVMs trained on calibrated
     CK+ (cross-validated the same way). Images without a calibration count wrong. Returns the better."""
@@ -140,9 +191,10 @@ def choose_calibrated(raw, raw_fit, extra: tuple, ckplus, population_neutral: np
     options = {}
     if isinstance(raw, HeadModel):
         recentred = raw.for_calibrated(population_neutral, f'{raw.model_id}-recentred')
-        predicted = EmotionClassifier(recentred).predict_proba(x_cal).argmax(axis=1) if raw_fit is None else \
-            ckplus_cv(lambda a, b: raw_fit(a, b).for_calibrated(population_neutral, 'cv'), x_raw, y, groups, *extra,
-                      folds=folds, test_x=x_cal, repeat=repeat)
+        predicted = EmotionClassifier(recentred).predict_proba(x_cal).argmax(axis=1) if recipe is None else \
+            ckplus_cv(lambda a, b: recipe.fit(a, b, names, 'cv').for_calibrated(population_neutral, 'cv'),
+                      x_raw, y, groups, *training_rows(recipe, *ferplus_train), folds=folds, test_x=x_cal,
+                      repeat=recipe.ck_repeat)
         options['recentred head'] = (recentred, accuracy(predicted))
     probabilities, _ = cross_validate(x_cal, y, groups, names, folds, SearchSettings())
     ecoc = fit_model(x_cal, y, groups, names, f'ecoc-svm-ckplus-calibrated-{stem}', features='calibrated')
@@ -176,24 +228,21 @@ def main() -> None:
     ck = ckplus.cnn[found], ckplus.labels[found], ckplus.groups[found]
     print(f'{stem}: FER+ Train {len(train_y)}, FER+ Valid {len(valid_y)}, CK+ {len(ck[1])} images with a face '
           f'({(~found).sum()} without, counted wrong below)')
-    ecoc_rows = subsample(train_y, ECOC_SUBSAMPLE)
-    mlp = lambda prefix: lambda x, y: fit_mlp(x, y, names, f'{prefix}-{stem}')
-    candidates = {  # model (fixed) or fit function, and how many times CK+ counts
-        'joint': (load_emotion_model(args.head or Path(args.model).parent / 'emotion_head.npz'), None, 1),
-        'mlp': (None, mlp('mlp-ferplus-ckplus'), 1),
-        'mlp-ck10': (None, mlp('mlp-ferplus-ckplusx10'), 10),
-        'ecoc': (None, lambda x, y: fit_ecoc(x, y, names, f'ecoc-svm-ferplus-ckplus-{stem}'), 1),
-    }
-    extra = {'joint': (train_x[:0], train_y[:0]), 'mlp': (train_x, train_y), 'mlp-ck10': (train_x, train_y),
-             'ecoc': (train_x[ecoc_rows], train_y[ecoc_rows])}
+    candidates = {
+        'joint': load_emotion_model(args.head or Path(args.model).parent / 'emotion_head.npz'),
+        'mlp': Recipe('mlp'),
+        'mlp-ck10': Recipe('mlp', ck_repeat=10),
+        'mlp-balanced': Recipe('mlp', ck_repeat=round(len(train_y) / len(ck[1]))),
+        'mlp-ck10-x5': Recipe('mlp', ck_repeat=10, seeds=5),
+        'ecoc': Recipe('ecoc-svm')}
     candidates = {name: candidates[name] for name in args.candidates}
-    chosen, model, (fit, repeat) = choose_raw(candidates, extra, (valid_x, valid_y), ck, int((~found).sum()),
-                                              args.folds)
+    chosen, model, recipe = choose_raw(candidates, (train_x, train_y), (valid_x, valid_y), ck, int((~found).sum()),
+                                       args.folds, names, stem)
     model.save(args.out)
     print(f'raw: chose {chosen} (best FER+ Valid within 1 point of the best CK+); saved {args.out}')
     population_neutral = np.median(train_x[train_y == EMOTIONS.index('neutral')], axis=0)
-    calibrated = choose_calibrated(model, fit, extra[chosen], ckplus, population_neutral, names, stem,
-                                   args.folds, repeat)
+    calibrated = choose_calibrated(model, recipe, (train_x, train_y), ckplus, population_neutral, names, stem,
+                                   args.folds)
     calibrated.save(args.calibrated_out)
     print(f'calibrated: saved {calibrated.model_id} as {args.calibrated_out}')
 

@@ -18,6 +18,8 @@ read here. Resumable: --resume continues after the last finished epoch.
 
     python -m training.train_multitask --arch mobilenetv2 --input-size 96 --epochs 16
     python -m training.train_multitask --resume
+    python -m training.train_multitask --init out/multitask/mobilenetv2_96/best.pt --epochs 4 --lr 5e-4 \
+        --fit-weights 2 1 0.3 --out out/multitask/mobilenetv2_96_ft   # a fine-tune
 Output (--out, default out/multitask/<arch>_<size>): last.pt, best.pt, log.csv, the ONNX model
 with its card, and the emotion head as a NumPy model (emotion_head.npz).
 """
@@ -245,6 +247,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--out', type=Path)
     parser.add_argument('--resume', action='store_true')
+    parser.add_argument('--init', type=Path, help='start from the network and head of this checkpoint (a fine-tune: '
+                        'fresh optimiser and schedule), e.g. out/multitask/mobilenetv2_96/best.pt')
     args = parser.parse_args(argv)
     args.out = args.out or OUT / 'multitask' / f'{args.arch}_{args.input_size}'
     return args
@@ -310,6 +314,10 @@ def train(args: argparse.Namespace) -> Path:
     rows, train_loader, val_loader, mean_target = make_loaders(args, names, device)
     model, head = DeepExp3D(args.arch, len(names)), EmotionHead(landmark_model.observable_expressions())
     model.set_output_prior(mean_target)
+    if args.init:
+        initial = torch.load(args.init, map_location='cpu', weights_only=False)
+        model.load_state_dict(initial['model'])
+        head.load_state_dict(initial['head'])
     model.to(device), head.to(device)
     optimizer = make_optimizer(nn.ModuleList([model, head]), args.lr, args.weight_decay)
     total_steps = args.epochs * len(train_loader)
