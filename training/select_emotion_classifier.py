@@ -6,8 +6,8 @@ Candidates, all on the model's 55 coefficients of the run-time crops:
 - `mlp`: the same MLP shape (42 observable weights -> 64 -> 7) refitted on frozen coefficients of
   FER+ Train (majority labels) + CK+; `mlp-ck10` the same with each CK+ image counted ten times
   (CK+'s 900 images against FER+'s 27,000), `mlp-balanced` as many times as make CK+ weigh as much
-  as FER+ Train; `mlp-ck10-x5` five `mlp-ck10` MLPs (seeds 0-4) whose logits are averaged, which
-  is one MLP of five times the width, so emotion_node runs it as it runs the others.
+  as FER+ Train; `mlp-ck10-x5`, `mlp-balanced-x5` five such MLPs (seeds 0-4) whose logits are
+  averaged, which is one MLP five times as wide, so emotion_node runs it as it runs the others.
 - `ecoc`: the paper's ECOC one-vs-all RBF SVMs on a stratified FER+ Train subsample + CK+ (an RBF
   SVM on all 28k images is hours on this CPU), hyper-parameters searched on that training set.
 Each refitted candidate's recipe is written into its model id (`Recipe`), so that
@@ -44,7 +44,7 @@ from training.paths import DATA, MODELS
 from training.train_multitask import load_rows, packed_crops
 
 ECOC_SUBSAMPLE = 4000
-CANDIDATES = ('joint', 'mlp', 'mlp-ck10', 'mlp-balanced', 'mlp-ck10-x5', 'ecoc')
+CANDIDATES = ('joint', 'mlp', 'mlp-ck10', 'mlp-balanced', 'mlp-ck10-x5', 'mlp-balanced-x5', 'ecoc')
 
 
 def ferplus_coefficients(regressor: ExpressionRegressor, manifest: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -228,14 +228,12 @@ def main() -> None:
     ck = ckplus.cnn[found], ckplus.labels[found], ckplus.groups[found]
     print(f'{stem}: FER+ Train {len(train_y)}, FER+ Valid {len(valid_y)}, CK+ {len(ck[1])} images with a face '
           f'({(~found).sum()} without, counted wrong below)')
-    candidates = {
-        'joint': load_emotion_model(args.head or Path(args.model).parent / 'emotion_head.npz'),
-        'mlp': Recipe('mlp'),
-        'mlp-ck10': Recipe('mlp', ck_repeat=10),
-        'mlp-balanced': Recipe('mlp', ck_repeat=round(len(train_y) / len(ck[1]))),
-        'mlp-ck10-x5': Recipe('mlp', ck_repeat=10, seeds=5),
-        'ecoc': Recipe('ecoc-svm')}
-    candidates = {name: candidates[name] for name in args.candidates}
+    balanced = round(len(train_y) / len(ck[1]))  # CK+ weighing as much as FER+ Train
+    recipes = {'mlp': Recipe('mlp'), 'mlp-ck10': Recipe('mlp', ck_repeat=10),
+               'mlp-balanced': Recipe('mlp', ck_repeat=balanced), 'mlp-ck10-x5': Recipe('mlp', ck_repeat=10, seeds=5),
+               'mlp-balanced-x5': Recipe('mlp', ck_repeat=balanced, seeds=5), 'ecoc': Recipe('ecoc-svm')}
+    joint = lambda: load_emotion_model(args.head or Path(args.model).parent / 'emotion_head.npz')
+    candidates = {name: joint() if name == 'joint' else recipes[name] for name in args.candidates}
     chosen, model, recipe = choose_raw(candidates, (train_x, train_y), (valid_x, valid_y), ck, int((~found).sum()),
                                        args.folds, names, stem)
     model.save(args.out)
