@@ -13,6 +13,7 @@ from fer3d_ros.core.inference import ModelFileError
 from fer3d_ros.core.morphable_model import load_landmark_model
 from training.build_dataset import VOTE_COLUMNS
 from training.deepexp3d import DeepExp3D
+from training.device_pack import pack, unpack
 from training.select_emotion_classifier import Recipe, ckplus_cv, fit_mlp, subsample
 from training.train_multitask import EmotionHead, load_rows, losses, main, packed_crops, vote_distribution
 
@@ -82,6 +83,22 @@ def test_crops_are_packed_once(tmp_path):
     stamp = (tmp_path / 'pack_32.npy').stat().st_mtime_ns
     assert np.array_equal(packed_crops(manifest, rows.crops, size=32), pack)
     assert (tmp_path / 'pack_32.npy').stat().st_mtime_ns == stamp
+
+
+def test_the_crops_travel_packed_and_train_there_without_the_crop_files(tmp_path):
+    manifest = write_manifest(tmp_path / 'here')
+    with open(manifest, newline='') as file:
+        table = list(csv.reader(file))
+    table[1][table[0].index('split')] = 'test'  # held out: stays here
+    with open(manifest, 'w', newline='') as file:
+        csv.writer(file).writerows(table)
+    pack(manifest, tmp_path / 'crops.npz', quality=101)  # lossless, to compare pixels
+    there = unpack(tmp_path / 'crops.npz', tmp_path / 'there')
+    here, travelled = load_rows(manifest, NAMES, {}, 0.0), load_rows(there, NAMES, {}, 0.0)
+    assert travelled.crops == here.crops[1:] and np.array_equal(travelled.targets, here.targets[1:])
+    assert np.array_equal(packed_crops(there, travelled.crops), packed_crops(manifest, here.crops)[1:])
+    main([*ARGS, '--manifest', str(there), '--epochs', '1', '--out', str(tmp_path / 'run')])
+    assert (tmp_path / 'run' / 'best.pt').is_file() and not (tmp_path / 'there' / 'crops').exists()
 
 
 def test_training_resumes_and_exports_the_network_and_its_head(tmp_path, capsys):
