@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import os
 import zlib
 from pathlib import Path
 
@@ -31,7 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from training.paths import DATA
-from training.train_multitask import PACK_SIZE, packed_crops
+from training.train_multitask import PACK_SIZE, packed_crops, write_pack
 
 SPLITS = ('train', 'val')
 
@@ -66,16 +65,9 @@ def unpack(packed: Path, dataset: Path) -> Path:
         encoded, offsets = data['encoded'], data['offsets']
     dataset.mkdir(parents=True, exist_ok=True)
     (dataset / 'manifest.csv').write_text(text)
-    rows = list(csv.DictReader(io.StringIO(text)))
-    target = dataset / f'pack_{PACK_SIZE}.npy'
-    array = np.lib.format.open_memmap(target.with_suffix('.tmp.npy'), 'w+', np.uint8,
-                                      (len(rows), PACK_SIZE, PACK_SIZE, 3))
-    for k in tqdm(range(len(rows)), desc='decoding', leave=False):
-        array[k] = cv2.imdecode(encoded[offsets[k]:offsets[k + 1]], cv2.IMREAD_COLOR)
-    array.flush()
-    del array
-    os.replace(target.with_suffix('.tmp.npy'), target)
-    target.with_suffix('.txt').write_text('\n'.join(row['crop'] for row in rows))
+    crops = [row['crop'] for row in csv.DictReader(io.StringIO(text))]
+    write_pack(dataset, crops, PACK_SIZE, lambda k: cv2.imdecode(encoded[offsets[k]:offsets[k + 1]], cv2.IMREAD_COLOR),
+               'decoding')
     return dataset / 'manifest.csv'
 
 

@@ -32,7 +32,7 @@ from training.emotion_data import calibrated_features, load_features
 from training.emotion_svm import SearchSettings, cross_validate
 from training.eval_regressor import held_out_accuracy, identity_invariance
 from training.paths import DATA
-from training.select_emotion_classifier import Recipe, ckplus_cv, ferplus_coefficients, training_rows
+from training.select_emotion_classifier import Recipe, ckplus_cv, ferplus_coefficients
 from training.train_emotion import NO_FACE, compare, our_predictions, summarise
 
 
@@ -44,7 +44,7 @@ def ckplus_raw(classifier: EmotionClassifier, regressor, manifest: Path, folds: 
     if recipe is None:
         return our_predictions(classifier, data, 'cnn')
     names = tuple(regressor.card.expression_names)
-    extra = training_rows(recipe, *ferplus_coefficients(regressor, manifest, 'train'))
+    extra = recipe.training_rows(*ferplus_coefficients(regressor, manifest, 'train'))
     predicted = np.full(len(data.images), NO_FACE)
     predicted[data.found] = ckplus_cv(lambda x, y: recipe.fit(x, y, names, 'cv'), data.cnn[data.found],
                                       data.labels[data.found], data.groups[data.found], *extra, folds,

@@ -47,8 +47,9 @@ def held_out_accuracy(manifest: Path, split: str, limit: int | None, regressor,
     for row in tqdm(rows, desc=f'{split} crops'):
         crop = cv2.imread(str(manifest.parent / row['crop']))
         truth = np.array([float(row[name]) for name in names])
-        signed[(row['source'], row['group'])].append(regressor.predict([crop])[0] - truth)
-        errors[row['source']]['cnn'].append(signed[(row['source'], row['group'])][-1] ** 2)
+        error = regressor.predict([crop])[0] - truth
+        signed[(row['source'], row['group'])].append(error)
+        errors[row['source']]['cnn'].append(error ** 2)
         faces = detect_faces(crop, detector, landmarker)
         if faces:  # the fit needs landmarks; the CNN never does
             errors[row['source']]['fit'].append((fit_image(faces[0][1], model).expression - truth) ** 2)

@@ -105,9 +105,10 @@ class Recipe:
         match = cls.ID.match(model_id)
         return match and cls(match['kind'], int(match['repeat'] or 1), int(match['seeds'] or 1))
 
-    def ferplus_rows(self, y: np.ndarray) -> np.ndarray:
+    def training_rows(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The FER+ Train rows it is fitted on: all, or a stratified subsample for the SVMs."""
-        return subsample(y, ECOC_SUBSAMPLE) if self.kind == 'ecoc-svm' else np.arange(len(y))
+        keep = subsample(y, ECOC_SUBSAMPLE) if self.kind == 'ecoc-svm' else np.arange(len(y))
+        return x[keep], y[keep]
 
     def fit(self, x: np.ndarray, y: np.ndarray, names: tuple[str, ...], model_id: str):
         if self.kind == 'ecoc-svm':
@@ -156,7 +157,7 @@ def choose_raw(candidates: dict, ferplus_train: tuple, valid: tuple, ck: tuple, 
     results = {}
     for name, candidate in candidates.items():
         if isinstance(candidate, Recipe):
-            extra = training_rows(candidate, *ferplus_train)
+            extra = candidate.training_rows(*ferplus_train)
             ck_predicted = ckplus_cv(lambda x, y: candidate.fit(x, y, names, 'cv'), ck_x, ck_y, ck_groups, *extra,
                                      folds=folds, repeat=candidate.ck_repeat)
             model = candidate.fit(*joined(*extra, ck_x, ck_y, candidate.ck_repeat), names, candidate.model_id(stem))
@@ -174,11 +175,6 @@ def choose_raw(candidates: dict, ferplus_train: tuple, valid: tuple, ck: tuple, 
     return chosen, results[chosen][0], recipe
 
 
-def training_rows(recipe: Recipe, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    keep = recipe.ferplus_rows(y)
-    return x[keep], y[keep]
-
-
 def choose_calibrated(raw, recipe: Recipe | None, ferplus_train: tuple, ckplus, population_neutral: np.ndarray,
                       names: tuple[str, ...], stem: str, folds: int):
     """The calibrated path on CK+ (each image the last frame of a simulated track of its subject):
@@ -193,7 +189,7 @@ def choose_calibrated(raw, recipe: Recipe | None, ferplus_train: tuple, ckplus, 
         recentred = raw.for_calibrated(population_neutral, f'{raw.model_id}-recentred')
         predicted = EmotionClassifier(recentred).predict_proba(x_cal).argmax(axis=1) if recipe is None else \
             ckplus_cv(lambda a, b: recipe.fit(a, b, names, 'cv').for_calibrated(population_neutral, 'cv'),
-                      x_raw, y, groups, *training_rows(recipe, *ferplus_train), folds=folds, test_x=x_cal,
+                      x_raw, y, groups, *recipe.training_rows(*ferplus_train), folds=folds, test_x=x_cal,
                       repeat=recipe.ck_repeat)
         options['recentred head'] = (recentred, accuracy(predicted))
     probabilities, _ = cross_validate(x_cal, y, groups, names, folds, SearchSettings())

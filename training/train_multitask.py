@@ -118,16 +118,26 @@ def packed_crops(manifest: Path, crops: list[str], size: int = PACK_SIZE) -> np.
     pack, index = manifest.parent / f'pack_{size}.npy', manifest.parent / f'pack_{size}.txt'
     if index.is_file() and index.read_text().split('\n') == crops and pack.is_file():
         return np.load(pack, mmap_mode='r')
-    array = np.lib.format.open_memmap(pack.with_suffix('.tmp.npy'), 'w+', np.uint8, (len(crops), size, size, 3))
-    for k, crop in enumerate(tqdm(crops, desc=f'packing crops at {size} px', leave=False)):
-        image = cv2.imread(str(manifest.parent / crop), cv2.IMREAD_COLOR)
+
+    def read(k: int) -> np.ndarray:
+        image = cv2.imread(str(manifest.parent / crops[k]), cv2.IMREAD_COLOR)
         if image is None:
-            raise OSError(f'cannot read crop {manifest.parent / crop}')
-        array[k] = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+            raise OSError(f'cannot read crop {manifest.parent / crops[k]}')
+        return cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA)
+    return write_pack(manifest.parent, crops, size, read, f'packing crops at {size} px')
+
+
+def write_pack(folder: Path, crops: list[str], size: int, read, label: str) -> np.ndarray:
+    """pack_<size>.npy (crop k = read(k), written to a temporary file first) and its index of crop
+    names, as packed_crops finds them; returns the pack memory-mapped."""
+    pack = folder / f'pack_{size}.npy'
+    array = np.lib.format.open_memmap(pack.with_suffix('.tmp.npy'), 'w+', np.uint8, (len(crops), size, size, 3))
+    for k in tqdm(range(len(crops)), desc=label, leave=False):
+        array[k] = read(k)
     array.flush()
     del array
     os.replace(pack.with_suffix('.tmp.npy'), pack)
-    index.write_text('\n'.join(crops))
+    pack.with_suffix('.txt').write_text('\n'.join(crops))
     return np.load(pack, mmap_mode='r')
 
 
