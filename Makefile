@@ -6,8 +6,8 @@ SHELL := /bin/bash
 # DDS discovery must never leave this machine.
 export ROS_AUTOMATIC_DISCOVERY_RANGE := LOCALHOST
 export ROS_LOCALHOST_ONLY := 1
-# One BLAS thread per process: multithreaded BLAS on 2 cores is many times slower here.
-export OMP_NUM_THREADS ?= 1
+# No thread variables (OMP_NUM_THREADS, ...): tests, benches and the demo get the environment a
+# robot's shell has, and each process limits its own pools (parameter library_threads).
 
 VENV ?= .venv
 VENV_ABS := $(abspath $(VENV))

@@ -8,13 +8,18 @@ import signal
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
 os.environ['ROS_LOCALHOST_ONLY'] = '1'
 os.environ.setdefault('ROS_DOMAIN_ID', str(random.randint(1, 100)))
-os.environ.setdefault('OMP_NUM_THREADS', '1')
 # A shell that starts the tests in the background (`make test &`) ignores SIGINT in them, and
 # node processes the tests start would inherit that and never stop on the SIGINT they are sent.
 signal.signal(signal.SIGINT, signal.default_int_handler)
 
 import pytest  # noqa: E402
 from harness import RosHarness  # noqa: E402
+
+from fer3d_ros.core.threads import limit_library_threads  # noqa: E402
+
+# The test process limits its own pools, as every node process does (core.threads). Nothing is set
+# in the environment: the node processes that tests start get a robot's, and limit their own.
+limit_library_threads(1)
 
 
 @pytest.fixture

@@ -25,14 +25,27 @@ RUN_LAUNCH_FILE = ('import sys; from ros2launch.api import launch_a_launch_file;
                    'noninteractive=True))')
 
 
+# Variables that size the numerical libraries' thread pools. A robot's shell sets none of them, so
+# no process a test starts gets them (the nodes must limit their own pools: core/threads.py).
+THREAD_VARIABLES = ('OMP_NUM_THREADS', 'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS', 'BLIS_NUM_THREADS',
+                    'VECLIB_MAXIMUM_THREADS', 'NUMEXPR_NUM_THREADS')
+
+
+def robot_environment(extra: dict | None = None) -> dict:
+    """This process's environment as a robot's shell has it: no thread-pool variables."""
+    environment = {key: value for key, value in os.environ.items() if key not in THREAD_VARIABLES}
+    return {**environment, **(extra or {})}
+
+
 class Process:
-    """A child process whose output goes to a file (a full pipe would block it), stopped by SIGINT."""
+    """A child process whose output goes to a file (a full pipe would block it), stopped by SIGINT.
+    It runs with a robot's environment (no thread-pool variables)."""
 
     def __init__(self, command: list[str], log: Path, env: dict | None = None) -> None:
         self.log = log
         with open(log, 'w') as output:
             self.popen = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, text=True,
-                                          env={**os.environ, **(env or {})})
+                                          env=robot_environment(env))
 
     @property
     def output(self) -> str:

@@ -11,6 +11,7 @@ import time
 import cv2
 import numpy as np
 import pytest
+from processes import robot_environment
 from rclpy.serialization import deserialize_message, serialize_message
 from rosbags.highlevel import AnyReader
 from sensor_msgs.msg import Image
@@ -188,7 +189,7 @@ def interrupt_after_first_line(arguments: list[str], signum: int, cwd, delay: fl
 
     Returns the exit status, everything printed and the frame the tool says it was interrupted at."""
     process = subprocess.Popen([sys.executable, '-m', 'fer3d_ros.bag', *arguments], cwd=cwd, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=robot_environment())
     try:
         first = process.stdout.readline()
         time.sleep(delay)

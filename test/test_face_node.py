@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from processes import robot_environment
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CompressedImage, Image
@@ -118,7 +119,7 @@ CONFIG = Path(__file__).resolve().parents[1] / 'config' / 'face.yaml'
 def _run_installed(*ros_args, timeout=60):
     assert INSTALLED_NODE.is_file(), f'{INSTALLED_NODE} is not installed: run `make build`'
     return subprocess.Popen([sys.executable, str(INSTALLED_NODE), '--ros-args', *ros_args],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=robot_environment())
 
 
 def test_installed_executable_serves_faces_with_the_yaml_config(ros):

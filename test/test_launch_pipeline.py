@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from processes import robot_environment
 from rclpy.parameter import Parameter
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
@@ -102,7 +103,8 @@ def clip_frame() -> np.ndarray:
 
 def start_pipeline(*arguments: str, executable: str = 'fer3d_pipeline') -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(INSTALL / 'lib/fer3d_ros' / executable), *arguments],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=robot_environment())
 
 
 def test_runner_runs_the_whole_graph_in_one_process_with_remapped_input(ros):

@@ -19,6 +19,8 @@ from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 
+from fer3d_ros.core.threads import library_threads, limit_library_threads
+
 # Outputs and node-to-node inputs: reliable, depth 10 (DESIGN §2); images use sensor-data QoS.
 RELIABLE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
@@ -53,6 +55,17 @@ def declare(node: Node, name: str, default, description: str, *, minimum=None, m
     if dynamic:
         ParameterSetters.of(node)[name] = on_change
     return value
+
+
+def declare_library_threads(node: Node) -> int:
+    """Every node's `library_threads`, applied to its process at once (see core.threads: a robot's
+    shell sets no OMP_NUM_THREADS, and unpinned pools made the graph four times slower)."""
+    return limit_library_threads(declare(
+        node, 'library_threads', 1,
+        "Threads of each BLAS, OpenMP and OpenCV pool in this node's process (NumPy, SciPy, OpenCV). 1 suits "
+        "the graph's many small problems and leaves the other cores to the other nodes; 0 = the libraries' "
+        'defaults (one per core, or OMP_NUM_THREADS). Where nodes share a process, the largest value holds.',
+        minimum=0, maximum=256))
 
 
 class ParameterSetters(dict):
@@ -129,7 +142,8 @@ class Diagnostics:
         values = {'rate_hz': f'{rate:.1f}', 'latency_median_ms': f'{median * 1e3:.1f}',
                   'latency_p95_ms': f'{p95 * 1e3:.1f}', 'processed': str(self.processed),
                   'bad_inputs': str(self.bad_inputs), 'dropped': str(self.dropped),
-                  'last_error': self.last_error, **self.extra}
+                  'last_error': self.last_error,
+                  'library_threads': ', '.join(f'{kind} {n}' for kind, n in library_threads().items()), **self.extra}
         return DiagnosticStatus(level=level, name=f'{self._node.get_fully_qualified_name()}',
                                 message=message, hardware_id='fer3d_ros',
                                 values=[KeyValue(key=k, value=v) for k, v in values.items()])

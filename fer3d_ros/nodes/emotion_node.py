@@ -14,12 +14,13 @@ from rclpy.time import Time
 
 from fer3d_ros.core.emotion import CALIBRATED_MODEL_FILE, EmotionSmoother, default_classifier
 from fer3d_ros.msg import Emotion, EmotionArray, ExpressionArray
-from fer3d_ros.nodes.common import RELIABLE_QOS, Diagnostics, declare, guarded, run_node
+from fer3d_ros.nodes.common import RELIABLE_QOS, Diagnostics, declare, declare_library_threads, guarded, run_node
 
 
 class EmotionNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__('emotion_node', **kwargs)
+        declare_library_threads(self)
         self.classifier = default_classifier(
             declare(self, 'model', '', 'Emotion classifier on raw coefficients (.npz from '
                     'training/train_emotion.py); empty = the shipped models/emotion_classifier.npz.') or None,

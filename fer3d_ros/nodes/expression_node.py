@@ -30,7 +30,7 @@ from fer3d_ros.msg import (
     FaceMotion,
     FaceMotionArray,
 )
-from fer3d_ros.nodes.common import RELIABLE_QOS, Diagnostics, declare, guarded, run_node
+from fer3d_ros.nodes.common import RELIABLE_QOS, Diagnostics, declare, declare_library_threads, guarded, run_node
 from fer3d_ros.nodes.image_input import FrameAccount
 
 # Calibration is kept for at most this many tracks per max_faces (the least recently seen dropped):
@@ -41,6 +41,7 @@ CALIBRATED_TRACKS_PER_FACE = 2
 class ExpressionNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__('expression_node', **kwargs)
+        declare_library_threads(self)
         self.regressor = default_regressor(
             declare(self, 'model', '', 'DeepExp3D ONNX model (with its .json card beside it); '
                     'empty = the shipped models/deepexp3d_mnv2_96.onnx.') or None,

@@ -14,13 +14,14 @@ from fer3d_ros.core.image_conversion import ImageConversionError, message_to_bgr
 from fer3d_ros.core.landmarks import DlibLandmarker
 from fer3d_ros.core.tracking import FaceTracker
 from fer3d_ros.msg import Face, FaceArray
-from fer3d_ros.nodes.common import RELIABLE_QOS, Diagnostics, declare, guarded, run_node
+from fer3d_ros.nodes.common import RELIABLE_QOS, Diagnostics, declare, declare_library_threads, guarded, run_node
 from fer3d_ros.nodes.image_input import ImageInput
 
 
 class FaceNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__('face_node', **kwargs)
+        declare_library_threads(self)
         self.front_end = self._make_front_end()
         self.front_end.make_crops = declare(self, 'publish_crops', True,
                                             'Publish the aligned crop of each face (needed by expression_node).',

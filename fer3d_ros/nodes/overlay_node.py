@@ -14,7 +14,7 @@ from fer3d_ros.core.drawing import FaceAnnotation, annotate, draw_points
 from fer3d_ros.core.image_conversion import ImageConversionError, message_to_bgr8, numpy_to_image
 from fer3d_ros.core.motion import direction_colours, image_points
 from fer3d_ros.msg import EmotionArray, FaceArray, FaceMotionArray, StressArray
-from fer3d_ros.nodes.common import RELIABLE_QOS, Diagnostics, declare, guarded, run_node
+from fer3d_ros.nodes.common import RELIABLE_QOS, Diagnostics, declare, declare_library_threads, guarded, run_node
 from fer3d_ros.nodes.image_input import ImageInput
 
 
@@ -59,6 +59,7 @@ def face_annotations(faces: FaceArray, emotion_of: Mapping, stress_of: Mapping) 
 class OverlayNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__('overlay_node', **kwargs)
+        declare_library_threads(self)
         use_compressed = declare(self, 'use_compressed', False,
                                  'Subscribe to image/compressed (sensor_msgs/CompressedImage, jpeg or png) '
                                  'instead of image (sensor_msgs/Image); set it as face_node\'s.')

@@ -10,12 +10,13 @@ from rclpy.time import Time
 
 from fer3d_ros.core.stress import FeatureSettings, PoseHistory, StressEstimator, default_stress_model
 from fer3d_ros.msg import ExpressionArray, FaceArray, Stress, StressArray
-from fer3d_ros.nodes.common import RELIABLE_QOS, Diagnostics, declare, guarded, run_node
+from fer3d_ros.nodes.common import RELIABLE_QOS, Diagnostics, declare, declare_library_threads, guarded, run_node
 
 
 class StressNode(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__('stress_node', **kwargs)
+        declare_library_threads(self)
         self.model = default_stress_model(
             declare(self, 'model', '', 'Stress model (.json from training/train_stress.py); empty = the '
                     'literature prior models/stress_prior.json.') or None)

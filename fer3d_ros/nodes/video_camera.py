@@ -23,7 +23,7 @@ from std_msgs.msg import Header
 
 from fer3d_ros.core.image_conversion import numpy_to_image
 from fer3d_ros.core.video import read_frames
-from fer3d_ros.nodes.common import Diagnostics, declare, run_node
+from fer3d_ros.nodes.common import Diagnostics, declare, declare_library_threads, run_node
 from fer3d_ros.nodes.image_input import RELIABILITY
 
 LOOP_FRAMES = 90
@@ -36,6 +36,7 @@ DISCOVERY_SETTLE = 1.0
 class VideoCamera(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__('video_camera', **kwargs)
+        declare_library_threads(self)
         self.published = None  # set once the node is ready
         video = declare(self, 'video', '', 'Video file to play (any format OpenCV reads); required.')
         if not video:
