@@ -17,6 +17,7 @@ setup(
         'opencv-python-headless>=4.5,<5',
         'scipy>=1.8',
         'scikit-learn>=1.0',
+        'threadpoolctl>=3.1',
         'onnxruntime>=1.15',
         'rosbags>=0.9.15',
         'mcap>=1.1',
