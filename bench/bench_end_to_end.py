@@ -46,6 +46,7 @@ from fer3d_ros.core.landmarks import DlibLandmarker
 from fer3d_ros.core.motion import HeadPose, MotionTracker
 from fer3d_ros.core.stress import StressEstimator, default_stress_model
 from fer3d_ros.core.tracking import FaceTracker
+from fer3d_ros.core.video import tiled
 
 FRAMES = 100
 FRAME_RATE = 24.0  # the clip's: stamps for the smoother and the stress windows
@@ -181,16 +182,6 @@ def load_baselines() -> dict[str, object]:
     return baselines
 
 
-def tiles(frame: np.ndarray, faces: int) -> np.ndarray:
-    """The 640x480 frame shrunk and tiled into 1x1, 1x2, 2x2 or 2x4 copies (still 640x480)."""
-    rows, columns = {1: (1, 1), 2: (1, 2), 4: (2, 2), 8: (2, 4)}[faces]
-    tile = cv2.resize(frame, (640 // columns, 480 // rows), interpolation=cv2.INTER_AREA)
-    canvas = np.zeros_like(frame)
-    grid = np.vstack([np.hstack([tile] * columns)] * rows)
-    canvas[:grid.shape[0], :grid.shape[1]] = grid
-    return canvas
-
-
 def run(pipeline: CorePipeline, baselines: dict[str, object], frames: Iterator[np.ndarray]) -> dict[str, np.ndarray]:
     """Per frame: seconds for each stage, 'end to end' and each baseline (all faces); 'faces' found."""
     pipeline.reset()
@@ -280,7 +271,7 @@ def main() -> None:
           f'{DETECT_EVERY}th frame; {pipeline.regressor.card.model_id}')
     results, rss = {}, {}
     for faces in FACE_COUNTS:
-        results[faces] = run(pipeline, baselines, (tiles(fit_640x480(frame), faces)
+        results[faces] = run(pipeline, baselines, (tiled(fit_640x480(frame), (640, 480), faces)
                                                     for frame in iter_clip_frames(FRAMES)))
         rss[faces] = peak_rss_mb()
     report(results, baselines, rss)

@@ -1,7 +1,9 @@
-"""The graph as a robot runs it, for the transport benchmark and the soak: the installed runner
-and video_camera as their own processes, and a probe node that watches what comes out."""
+"""The graph as a robot runs it, for the graph benchmark and the soak: the installed runner, the
+launch file and video_camera as their own processes (with a robot's environment: no thread-pool
+variables), and a probe node that watches what comes out."""
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -21,24 +23,63 @@ from fer3d_ros.msg import EmotionArray  # noqa: E402
 from fer3d_ros.nodes.common import RELIABLE_QOS  # noqa: E402
 
 EXECUTABLES = Path(sys.prefix) / 'lib' / 'fer3d_ros'
+TESTS = Path(__file__).resolve().parents[1] / 'test'
 CLIP = pyfeat_media('WolfgangLanger_Pexels.mp4')
 # face_node's frame account on /diagnostics (fer3d_ros/nodes/image_input.py)
 ACCOUNT = ('frames_received', 'frames_skipped_busy', 'frames_lost_in_transport', 'frames_before_first')
 
 
-def start(executable: str, log: Path, *ros_arguments: str) -> subprocess.Popen:
-    """An installed executable in its own process, output to `log`, stopped by SIGINT as from a terminal
-    (a shell that started this script in the background would have made it ignore SIGINT)."""
+@functools.cache
+def _launch_environment(folder: Path) -> dict:
+    return _test_processes().launch_environment(folder)
+
+
+def _test_processes():
+    """test/processes.py: a robot's environment, and the launch system where no ROS 2 install has one."""
+    if str(TESTS) not in sys.path:
+        sys.path.append(str(TESTS))
+    import processes
+    return processes
+
+
+def _popen(command: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
+    """`command` in its own process with a robot's environment, output to `log`, stopped by SIGINT as
+    from a terminal (a shell that started this script in the background made it ignore SIGINT)."""
     with open(log, 'a') as output:
-        return subprocess.Popen([str(EXECUTABLES / executable), '--ros-args', *ros_arguments], stdout=output,
-                                stderr=subprocess.STDOUT,
+        return subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT,
+                                env=_test_processes().robot_environment(env),
                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
-def start_camera(log: Path, width: int, height: int, rate: float, frames: int) -> subprocess.Popen:
-    """video_camera: the clip as a reliable camera, `frames` frames once a subscriber is connected."""
+def start(executable: str, log: Path, *ros_arguments: str, env: dict | None = None) -> subprocess.Popen:
+    """An installed executable (`ros2 run fer3d_ros <executable> --ros-args ...`)."""
+    return _popen([str(EXECUTABLES / executable), '--ros-args', *ros_arguments], log, env)
+
+
+def dds_defaults_environment(folder: Path) -> dict:
+    """The environment of a process whose DDS participant keeps Fast DDS's defaults (as a camera
+    driver given no profile): a profile file that sets nothing, instead of fer3d_ros's."""
+    empty = folder / 'fastdds_defaults.xml'
+    empty.write_text('<?xml version="1.0" encoding="UTF-8" ?>\n<dds xmlns="http://www.eprosima.com"><profiles/></dds>\n')
+    return {'FASTDDS_DEFAULT_PROFILES_FILE': str(empty)}
+
+
+def start_launch(log: Path, folder: Path, *arguments: str) -> subprocess.Popen:
+    """`ros2 launch fer3d_ros fer3d.launch.py <arguments>` (the launch system is built into `folder` if
+    this machine has none)."""
+    processes = _test_processes()
+    launch_file = Path(sys.prefix) / 'share' / 'fer3d_ros' / 'launch' / 'fer3d.launch.py'
+    return _popen([sys.executable, '-c', processes.RUN_LAUNCH_FILE, str(launch_file), *arguments], log,
+                  _launch_environment(folder))
+
+
+def start_camera(log: Path, width: int, height: int, rate: float, frames: int, *, copies: int = 1,
+                 closed_loop: bool = False, env: dict | None = None) -> subprocess.Popen:
+    """video_camera: the clip as a reliable camera (`copies` faces), `frames` frames once a subscriber
+    is connected; with `closed_loop`, each frame once the last one's emotions came back."""
     return start('video_camera', log, '-p', f'video:={CLIP}', '-p', f'width:={width}', '-p', f'height:={height}',
-                 '-p', f'rate:={rate}', '-p', f'frames:={frames}', '-p', 'reliability:=reliable')
+                 '-p', f'rate:={rate}', '-p', f'frames:={frames}', '-p', 'reliability:=reliable',
+                 '-p', f'copies:={copies}', '-p', f'closed_loop:={str(closed_loop).lower()}', env=env)
 
 
 def stop(process: subprocess.Popen, timeout: float = 30.0) -> int:
@@ -64,6 +105,8 @@ class Probe:
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.latencies: list[float] = []
+        self.arrivals: list[float] = []  # monotonic seconds
+        self.faces: list[int] = []  # emotions per array
         self.diagnostics: dict[str, dict[str, str]] = {}
         self.node.create_subscription(EmotionArray, 'emotions', self._on_emotions, RELIABLE_QOS)
         self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 100)
@@ -71,6 +114,8 @@ class Probe:
     def _on_emotions(self, msg: EmotionArray) -> None:
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         self.latencies.append(self.node.get_clock().now().nanoseconds * 1e-9 - stamp)
+        self.arrivals.append(time.monotonic())
+        self.faces.append(len(msg.emotions))
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:

@@ -9,7 +9,7 @@ from sensor_msgs.msg import Image
 from fer3d_ros.core.sample_data import pyfeat_media
 from fer3d_ros.msg import FaceArray
 from fer3d_ros.nodes.face_node import FaceNode
-from fer3d_ros.nodes.image_input import FrameAccount, reliability_to_match
+from fer3d_ros.nodes.image_input import QUEUE_DEPTH, FrameAccount, reliability_to_match
 
 RELIABLE, BEST_EFFORT = ReliabilityPolicy.RELIABLE, ReliabilityPolicy.BEST_EFFORT
 CLIP = pyfeat_media('WolfgangLanger_Pexels.mp4')
@@ -41,8 +41,30 @@ def test_auto_subscribes_as_the_camera_publishes(ros, publisher_reliability, exp
                                                                                 reliability=publisher_reliability))
     assert ros.spin_until(lambda: node.image_input.subscription.qos_profile.reliability == publisher_reliability)
     ros.wait_for_subscribers(publisher)
-    assert node.image_input.subscription.qos_profile.depth == 1
+    assert node.image_input.subscription.qos_profile.depth == QUEUE_DEPTH
     assert node.diagnostics.extra['image_reliability'] == expected
+
+
+def test_the_node_works_on_the_newest_queued_frame_and_counts_the_older_as_skipped(ros):
+    node = ros.add(FaceNode(context=ros.context, parameter_overrides=[Parameter('publish_crops', value=False),
+                                                                      Parameter('image_reliability', value='reliable')]))
+    faces = []
+    ros.node('listener').create_subscription(FaceArray, 'faces', faces.append, 10)
+    publisher = ros.node('camera').create_publisher(Image, 'image', QoSProfile(depth=5, reliability=RELIABLE))
+    ros.wait_for_subscribers(publisher)
+    ros.spin_for(0.5)
+    for second in (1, 2):  # both queued before the node runs
+        publisher.publish(Image(height=48, width=64, encoding='mono8', step=64, data=bytes(48 * 64)))
+        publisher.publish(Image(height=48, width=64, encoding='mono8', step=64, data=bytes(48 * 64)))
+        faces_before = len(faces)
+        frame = Image(height=48, width=64, encoding='mono8', step=64, data=bytes(48 * 64))
+        frame.header.stamp.sec = second
+        publisher.publish(frame)
+        assert ros.spin_until(lambda: len(faces) > faces_before)
+        ros.spin_for(0.3)
+    assert [array.header.stamp.sec for array in faces] == [1, 2]
+    account = node.image_input.account  # round 1: two frames before the first taken; round 2: two skipped
+    assert (account.received, account.before_first, account.skipped_busy) == (2, 2, 2)
 
 
 def test_a_fixed_reliability_is_kept_whatever_the_publishers(ros):

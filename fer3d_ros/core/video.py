@@ -25,3 +25,20 @@ def read_frames(path: str | Path, max_frames: int | None = None) -> Iterator[np.
         capture.release()
     if count == 0:
         raise OSError(f'{path} holds no readable frame (corrupt or not a video)')
+
+
+TILE_COPIES = {1: (1, 1), 2: (1, 2), 4: (2, 2), 8: (2, 4)}  # copies -> tile rows, columns
+
+
+def tiled(frame: np.ndarray, size: tuple[int, int], copies: int = 1) -> np.ndarray:
+    """`frame` resized to `size` (width, height), or shrunk into `copies` tiles of that size (2, 4 or
+    8 moving faces from a clip of one); what the tiles leave is black."""
+    if copies == 1:
+        return cv2.resize(frame, size, interpolation=cv2.INTER_LINEAR)
+    rows, columns = TILE_COPIES[copies]
+    width, height = size
+    tile = cv2.resize(frame, (width // columns, height // rows), interpolation=cv2.INTER_AREA)
+    canvas = np.zeros((height, width, *frame.shape[2:]), frame.dtype)
+    grid = np.vstack([np.hstack([tile] * columns)] * rows)
+    canvas[:grid.shape[0], :grid.shape[1]] = grid
+    return canvas

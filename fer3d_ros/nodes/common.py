@@ -1,6 +1,7 @@
 """What every fer3d_ros node shares: declared parameters, diagnostics, and a main() wrapper."""
 from __future__ import annotations
 
+import os
 import sys
 import time
 import traceback
@@ -19,6 +20,7 @@ from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 
+from fer3d_ros.core.models import ModelFileError, find_shared_file
 from fer3d_ros.core.threads import library_threads, limit_library_threads
 
 # Outputs and node-to-node inputs: reliable, depth 10 (DESIGN §2); images use sensor-data QoS.
@@ -26,6 +28,9 @@ RELIABLE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 # Latency thresholds of the diagnostics status (seconds), as ROS4HRI nodes use.
 LATENCY_WARN, LATENCY_ERROR = 0.5, 2.0
+
+# Seconds between two readings of the libraries' thread pools for the diagnostics.
+LIBRARY_THREADS_PERIOD = 30.0
 
 # The descriptor note of a read-only parameter (`ros2 param describe` shows it).
 RESTART_NOTE = '(read once at start: restart the node to change it)'
@@ -116,6 +121,8 @@ class Diagnostics:
         self.dropped = 0
         self.last_error = ''
         self.extra: dict[str, str] = {}
+        self._threads: dict[str, int] = {}
+        self._threads_read_at = -float('inf')
         node.create_timer(1.0, self.publish)
 
     def record(self, latency: float) -> None:
@@ -142,11 +149,17 @@ class Diagnostics:
         values = {'rate_hz': f'{rate:.1f}', 'latency_median_ms': f'{median * 1e3:.1f}',
                   'latency_p95_ms': f'{p95 * 1e3:.1f}', 'processed': str(self.processed),
                   'bad_inputs': str(self.bad_inputs), 'dropped': str(self.dropped),
-                  'last_error': self.last_error,
-                  'library_threads': ', '.join(f'{kind} {n}' for kind, n in library_threads().items()), **self.extra}
+                  'last_error': self.last_error, 'library_threads': self._library_threads(), **self.extra}
         return DiagnosticStatus(level=level, name=f'{self._node.get_fully_qualified_name()}',
                                 message=message, hardware_id='fer3d_ros',
                                 values=[KeyValue(key=k, value=v) for k, v in values.items()])
+
+    def _library_threads(self) -> str:
+        """The pool sizes read from the libraries (~10 ms with ROS's libraries loaded: every 30 s)."""
+        now = time.monotonic()
+        if now - self._threads_read_at > LIBRARY_THREADS_PERIOD:
+            self._threads, self._threads_read_at = library_threads(), now
+        return ', '.join(f'{kind} {size}' for kind, size in self._threads.items())
 
     def publish(self) -> None:
         array = DiagnosticArray(status=[self.status()])
@@ -199,6 +212,22 @@ class DownstreamFirstExecutor(SingleThreadedExecutor):
         return [node for node in reversed(self._order) if node in nodes]
 
 
+# Where Fast DDS looks for a participant profile (the second: its name before Fast DDS 2.10).
+DDS_PROFILE_VARIABLES = ('FASTDDS_DEFAULT_PROFILES_FILE', 'FASTRTPS_DEFAULT_PROFILES_FILE')
+
+
+def use_package_dds_profile() -> None:
+    """Give this process's DDS participant config/fastdds.xml (large shared-memory segments: camera
+    frames in one piece), unless the environment names a profile of its own. Only this process is
+    affected; its peers keep their settings and still talk to it."""
+    if any(os.environ.get(variable) for variable in DDS_PROFILE_VARIABLES):
+        return
+    try:
+        os.environ[DDS_PROFILE_VARIABLES[0]] = str(find_shared_file('config', 'fastdds.xml'))
+    except ModelFileError:
+        pass  # a source tree without the installed config: Fast DDS's defaults
+
+
 def run_nodes(name: str, create: Callable[[Context], list[Node]], args: list[str]) -> int:
     """Entry point of an executable: create nodes (in data-flow order) in a fresh context, spin them in
     one executor until SIGINT or SIGTERM, and return the exit status.
@@ -207,6 +236,7 @@ def run_nodes(name: str, create: Callable[[Context], list[Node]], args: list[str
     one FATAL line saying why and exits with status 1, without a traceback. SIGINT and SIGTERM (what
     process supervisors such as systemd and launch send) stop with status 0, even while nodes start.
     """
+    use_package_dds_profile()  # before rclpy creates the participant
     context = Context()
     # rclpy installs its signal handlers only for the default context unless asked: without them
     # SIGTERM killed the process (status -15).

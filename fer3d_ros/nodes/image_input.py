@@ -3,8 +3,12 @@
 A best-effort subscription loses most frames of 640x480 and larger from a publisher in another
 process (Fast DDS, DESIGN §4); a reliable one cannot hear a best-effort camera at all. So the
 reliability is a parameter, `image_reliability`: `auto` (default) asks for what the publishers on
-the topic offer, as rosbag2 does, and asks again whenever a publisher appears or leaves. Depth is 1
-either way: a node slower than its camera works on the newest frame, never on a backlog.
+the topic offer, as rosbag2 does, and asks again whenever a publisher appears or leaves.
+
+The queue holds QUEUE_DEPTH frames and the node always takes the newest of them: a node slower than
+its camera works on the newest frame, never on a backlog. One frame deep lost half of a 1280x720
+camera's frames to a subscriber that did nothing: a camera with Fast DDS's default 512 KiB
+shared-memory segments sends such frames in fragments, and they arrive in pairs.
 
 Frames that never reached the callback are counted from the publishers' sequence numbers:
 `lost_in_transport` are those the middleware reports lost (best effort only), `skipped_busy` the
@@ -30,6 +34,7 @@ AUTO = 'auto'
 # Graph changes that the subscription events do not report (a publisher changing its QoS, a
 # middleware without the `matched` event) are caught by this slower check.
 RECHECK_PERIOD = 1.0
+QUEUE_DEPTH = 2
 # rclpy passes MessageInfo (sequence numbers) to two-argument callbacks since Jazzy; Humble does not.
 HAS_MESSAGE_INFO = hasattr(Subscription, 'CallbackType')
 
@@ -68,12 +73,16 @@ class FrameAccount:
             self.gaps += sequence - last - 1
         self._last[publisher] = sequence  # a restarted publisher starts again from 1
 
+    def record_info(self, info: dict | None) -> None:
+        """`record` from rclpy's message info (None where rclpy gives none: no sequence numbers)."""
+        gid = info.get('publisher_gid') if info else None
+        self.record(bytes(gid['data']) if gid else b'', info.get('publication_sequence_number') if info else None)
+
     def counting(self, callback: Callable) -> Callable:
         """A subscription callback that records each message's publisher and sequence number here,
         then calls `callback(msg)` (rclpy passes the message info to two-argument callbacks)."""
         def record_then_call(msg, info) -> None:
-            gid = info.get('publisher_gid') if info else None
-            self.record(bytes(gid['data']) if gid else b'', info.get('publication_sequence_number') if info else None)
+            self.record_info(info)
             callback(msg)
         return record_then_call if HAS_MESSAGE_INFO else lambda msg: record_then_call(msg, None)
 
@@ -146,9 +155,9 @@ class ImageInput:
             self._lost_before += self._lost_now
             self._lost_now = 0
         self.reliability = reliability
-        qos = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=reliability,
+        qos = QoSProfile(depth=QUEUE_DEPTH, history=HistoryPolicy.KEEP_LAST, reliability=reliability,
                          durability=DurabilityPolicy.VOLATILE)
-        callback = self.account.counting(self._on_message)
+        callback = self._take_newest if HAS_MESSAGE_INFO else lambda msg: self._take_newest(msg, None)
         events = {'message_lost': self._on_lost}
         if self.requested == AUTO:  # a publisher appears, leaves, or cannot be heard: match again
             events.update(matched=lambda _: self.match_publishers(),
@@ -162,7 +171,12 @@ class ImageInput:
                 self._msg_type, self._topic, callback, qos, event_callbacks=SubscriptionEventCallbacks(**events))
         self._report()
 
-    def _on_message(self, msg) -> None:
+    def _take_newest(self, msg, info: dict | None) -> None:
+        """Called with the oldest frame in the queue: take the newer ones, work on the newest (the
+        others show as skipped_busy, a gap in its publisher's sequence numbers)."""
+        while (newer := self.subscription.handle.take_message(self._msg_type, False)) is not None:
+            msg, info = newer
+        self.account.record_info(info)
         self._report()
         self._callback(msg)
 

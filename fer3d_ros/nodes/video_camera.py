@@ -7,7 +7,10 @@ Frames are resized to width x height, stamped with the node's clock at publicati
 on `image` (bgr8) or, with `compressed`, on `image/compressed` (jpeg), at `rate` frames/s with the
 chosen reliability (depth 5, like camera drivers), from the moment a first subscriber is connected
 (`wait_for_subscriber`). Its first 90 frames loop. With `frames` it ends 2 s after that many, so the
-soak and the transport benchmark know exactly what was sent; on exit it prints the count.
+soak and the benchmarks know exactly what was sent; on exit it prints the count. `copies` tiles the
+clip 2, 4 or 8 times into each frame (as many moving faces). With `closed_loop` the next frame goes
+out as soon as the graph's emotions for the last one arrive (or after a second without them), at
+most at `rate`: the graph's own pace, as a benchmark measures it.
 """
 from __future__ import annotations
 
@@ -22,8 +25,9 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from fer3d_ros.core.image_conversion import numpy_to_image
-from fer3d_ros.core.video import read_frames
-from fer3d_ros.nodes.common import Diagnostics, declare, declare_library_threads, run_node
+from fer3d_ros.core.video import TILE_COPIES, read_frames, tiled
+from fer3d_ros.msg import EmotionArray
+from fer3d_ros.nodes.common import RELIABLE_QOS, Diagnostics, declare, declare_library_threads, run_node
 from fer3d_ros.nodes.image_input import RELIABILITY
 
 LOOP_FRAMES = 90
@@ -31,6 +35,7 @@ LINGER = 2.0  # seconds between the last frame and the end
 # Seconds between seeing a subscriber and the first frame: the subscriber may not know us yet, and
 # a reliable reader drops samples from a writer it has not matched.
 DISCOVERY_SETTLE = 1.0
+ANSWER_TIMEOUT = 1.0  # closed loop: seconds without emotions after which the next frame goes anyway
 
 
 class VideoCamera(Node):
@@ -51,6 +56,13 @@ class VideoCamera(Node):
         self.max_frames = declare(self, 'frames', 0, 'Frames to publish before stopping; 0 = until shut down.',
                                   minimum=0, maximum=2**31 - 1)
         self.frame_id = declare(self, 'frame_id', 'camera_optical_frame', 'frame_id of the published headers.')
+        self.copies = declare(self, 'copies', 1, 'Copies of the clip tiled into each frame (1, 2, 4 or 8): as many '
+                              'moving faces.', minimum=1, maximum=8)
+        if self.copies not in TILE_COPIES:
+            raise ValueError(f'copies must be 1, 2, 4 or 8, got {self.copies}')
+        closed_loop = declare(self, 'closed_loop', False,
+                              'Send the next frame as soon as the emotions of the last one arrive on `emotions` '
+                              f'(or {ANSWER_TIMEOUT:g} s without them), at most at `rate`: the graph\'s own pace.')
         self.wait_for_subscriber = declare(self, 'wait_for_subscriber', True,
                                            'Start publishing once a subscriber is connected (measurements then '
                                            'count from a connected graph); false: publish from the start.')
@@ -64,18 +76,39 @@ class VideoCamera(Node):
                                                'image/compressed' if self.compressed else 'image', qos)
         self.diagnostics = Diagnostics(self)
         self.published = 0
-        self.create_timer(1.0 / rate, self.publish_frame)
+        self.answered = 0
+        self._last_stamp = None  # closed loop: the stamp of the frame awaiting its emotions
+        self._last_sent = 0.0
+        if closed_loop:
+            self.create_subscription(EmotionArray, 'emotions', self.on_emotions, RELIABLE_QOS)
+        self.min_period = 1.0 / rate
+        self.closed_loop = closed_loop
+        self.create_timer(min(self.min_period, 0.005) if closed_loop else self.min_period, self.publish_frame)
         self.get_logger().info(f'publishing {video} at {width}x{height}, {rate:g} frames/s, {reliability}, '
                                f'on {self.publisher.topic_name}')
+
+    def on_emotions(self, msg: EmotionArray) -> None:
+        if self._last_stamp is not None and msg.header.stamp == self._last_stamp:
+            self.answered += 1
+            self._last_stamp = None
+            self.publish_frame()
+
+    def _due(self) -> bool:
+        """Closed loop: the last frame was answered (or timed out) and `rate` allows the next."""
+        since = time.monotonic() - self._last_sent
+        return since >= self.min_period and (self._last_stamp is None or since >= ANSWER_TIMEOUT)
 
     def publish_frame(self) -> None:
         if self.max_frames and self.published >= self.max_frames:
             return
         if self.wait_for_subscriber and not self.published and not self._subscriber_settled():
             return
+        if self.closed_loop and not self._due():
+            return
         start = time.perf_counter()
-        frame = cv2.resize(next(self.next_frame), self.size, interpolation=cv2.INTER_LINEAR)
+        frame = tiled(next(self.next_frame), self.size, self.copies)
         header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.frame_id)
+        self._last_stamp, self._last_sent = header.stamp, time.monotonic()
         if self.compressed:
             msg = CompressedImage(header=header, format='jpeg', data=cv2.imencode('.jpg', frame)[1].tobytes())
         else:
@@ -86,6 +119,8 @@ class VideoCamera(Node):
             self.get_logger().info(f'published {self.published} frames: stopping in {LINGER:g} s')
             self.create_timer(LINGER, self.context.try_shutdown)
         self.diagnostics.extra['frames_published'] = str(self.published)
+        if self.closed_loop:
+            self.diagnostics.extra['frames_answered'] = str(self.answered)
         self.diagnostics.record(time.perf_counter() - start)
 
     def _subscriber_settled(self) -> bool:
