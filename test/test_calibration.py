@@ -110,10 +110,11 @@ def test_calibration_never_crosses_between_ids_and_new_tracks_start_fresh():
     assert calibrator.new_frame(0.0) is False
 
 
-def test_time_going_backwards_restarts_every_track():
+def test_time_jumping_back_restarts_every_track_but_a_frame_out_of_order_does_not():
     calibrator = Calibrator(N_COEFFICIENTS)
-    feed(calibrator, {'f1': SyntheticPerson(5)}, 30)
-    assert calibrator.new_frame(0.0) and len(calibrator) == 0
+    feed(calibrator, {'f1': SyntheticPerson(5)}, 30, start=10.0)
+    assert not calibrator.new_frame(10.5) and len(calibrator) == 1  # 30 ms before the latest frame
+    assert calibrator.new_frame(0.0) and len(calibrator) == 0  # a replay started again
 
 
 def test_memory_per_track_is_bounded():

@@ -104,6 +104,8 @@ def test_smoother_blends_by_time_forgets_and_resets():
     assert not reset and np.isclose(blended[0, 3], 1 - np.exp(-1.0)) and np.isclose(blended.sum(), 1.0)
     assert np.allclose(smoother.update(1.0, ['f2'], a)[0], a)  # ids never mix
     assert np.allclose(smoother.update(10.0, ['f1'], a)[0], a) and len(smoother) == 1  # forgotten, f2 too
+    blended, reset = smoother.update(9.97, ['f1'], b)  # 30 ms out of order: blended as simultaneous
+    assert not reset and np.allclose(blended, a)
     assert smoother.update(5.0, ['f1'], b)[1]  # time went backwards
 
 

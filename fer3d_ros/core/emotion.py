@@ -228,8 +228,9 @@ class EmotionSmoother:
 
     Each id keeps its last smoothed vector; a new observation dt seconds later is blended with
     weight 1 - exp(-dt / time_constant), so the smoothing does not depend on the frame rate.
-    Ids not seen for `forget_after` seconds are dropped; time going backwards (a bag replayed in a
-    loop) clears every id. time_constant 0 disables smoothing.
+    Ids not seen for `forget_after` seconds are dropped; time jumping back (a bag replayed in a
+    loop) clears every id, a frame slightly out of order does not (core.tracking.TrackStates).
+    time_constant 0 disables smoothing.
     """
 
     def __init__(self, time_constant: float = 0.3, forget_after: float = 2.0) -> None:
@@ -248,9 +249,11 @@ class EmotionSmoother:
         for row, face_id in enumerate(ids):
             state = self.tracks.seen(face_id)
             if state.probabilities is not None and self.time_constant > 0:
-                weight = 1.0 - np.exp(-(time - state.time) / self.time_constant)
+                # a frame that arrived out of order (stamped before the last) blends as if simultaneous
+                weight = 1.0 - np.exp(-max(time - state.time, 0.0) / self.time_constant)
                 smoothed[row] = state.probabilities + weight * (smoothed[row] - state.probabilities)
-            state.time, state.probabilities = time, smoothed[row]
+            state.time = time if state.probabilities is None else max(time, state.time)
+            state.probabilities = smoothed[row]
         return smoothed, reset
 
     def reset(self) -> None:

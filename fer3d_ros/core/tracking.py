@@ -109,12 +109,19 @@ def id_switches(main_ids: list[str | None]) -> int:
     return sum(a != b for a, b in zip(seen, seen[1:]))
 
 
+# Seconds by which a frame's stamp must precede the latest one for time to have gone backwards (a
+# replay restarted) rather than a message arriving out of order.
+BACKWARD_JUMP = 1.0
+
+
 class TrackStates(Generic[State]):
     """Per-track state that lives and dies with its id.
 
     A state is made on an id's first sight, forgotten `forget_after` seconds after the id was last
-    seen, and every state is dropped when time goes backwards (a bag replayed in a loop): a state
-    never outlives its track, and a new track (ids are never reused) starts fresh. With
+    seen, and every state is dropped when time jumps back by more than BACKWARD_JUMP (a bag replayed
+    in a loop): a state never outlives its track, and a new track (ids are never reused) starts
+    fresh. A frame stamped a little before the latest one (messages out of order, two publishers on
+    one topic) is taken as it is: time stays at the latest stamp. With
     `max_states`, the least recently seen states are dropped beyond that many (many new ids within
     `forget_after`, as a flickering crowd gives, cannot grow memory without bound).
     """
@@ -129,11 +136,11 @@ class TrackStates(Generic[State]):
         self._time: float | None = None
 
     def new_frame(self, time: float) -> bool:
-        """Start a frame at `time` (seconds): forget stale ids; True if time went backwards."""
-        went_back = self._time is not None and time < self._time
+        """Start a frame at `time` (seconds): forget stale ids; True if time jumped back (all forgotten)."""
+        went_back = self._time is not None and time < self._time - BACKWARD_JUMP
         if went_back:
             self._states.clear()
-        self._time = time
+        self._time = time if went_back or self._time is None else max(time, self._time)
         self._states = {key: value for key, value in self._states.items() if time - value[0] <= self.forget_after}
         return went_back
 
