@@ -39,6 +39,11 @@ ENCODINGS: dict[str, Encoding] = {
     '32FC1': Encoding(np.dtype(np.float32), 1),
 }
 _SUPPORTED = ', '.join(ENCODINGS)
+# The largest image taken by default: 8K UHD, beyond any camera a face pipeline meets. A 380 kB PNG
+# can decode to 20000x20000 (1.2 GB as bgr8); its size is read from the header before decoding.
+MAX_IMAGE_PIXELS = 7680 * 4320
+_PNG_SIGNATURE = b'\x89PNG\r\n\x1a\n'
+_JPEG_FRAME_MARKERS = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
 _LITTLE_ENDIAN_HOST = sys.byteorder == 'little'
 
 
@@ -121,8 +126,55 @@ def _check_array(pixels: np.ndarray, enc: Encoding, encoding: str) -> None:
         raise ImageConversionError(f'{encoding} needs {enc.dtype.name} pixels, got {pixels.dtype}')
 
 
-def compressed_to_numpy(msg) -> tuple[np.ndarray, str]:
+def compressed_size(data: bytes | np.ndarray) -> tuple[int, int] | None:
+    """(width, height) from a PNG or JPEG header, without decoding; None if the header says neither."""
+    head = bytes(data[:65536]) if len(data) > 65536 else bytes(data)
+    if head.startswith(_PNG_SIGNATURE) and head[12:16] == b'IHDR' and len(head) >= 24:
+        return int.from_bytes(head[16:20], 'big'), int.from_bytes(head[20:24], 'big')
+    if not head.startswith(b'\xff\xd8'):
+        return None
+    position = 2
+    while position + 9 <= len(head):  # JPEG segments: FF marker, 2-byte length, payload
+        if head[position] != 0xFF:
+            return None
+        marker = head[position + 1]
+        if marker == 0xFF:  # fill byte
+            position += 1
+            continue
+        if marker in _JPEG_FRAME_MARKERS:  # length, precision, height, width
+            return int.from_bytes(head[position + 7:position + 9], 'big'), \
+                int.from_bytes(head[position + 5:position + 7], 'big')
+        if marker == 0xDA:  # start of scan before any frame header
+            return None
+        position += 2 if 0xD0 <= marker <= 0xD7 or marker == 0x01 else \
+            2 + int.from_bytes(head[position + 2:position + 4], 'big')
+    return None
+
+
+def check_size(width: int, height: int, max_pixels: int, what: str) -> None:
+    """ImageConversionError if a `width` x `height` image is larger than `max_pixels`."""
+    if width * height > max_pixels:
+        raise ImageConversionError(
+            f'{what} of {width}x{height} pixels ({width * height / 1e6:.1f} MP) is larger than the '
+            f'{max_pixels / 1e6:.1f} MP allowed; skipped (raise the node\'s max_image_pixels if frames this large '
+            'are meant)')
+
+
+def check_message_size(msg, max_pixels: int = MAX_IMAGE_PIXELS) -> None:
+    """ImageConversionError if an Image, or a CompressedImage by its header, is larger than `max_pixels`
+    (a compressed one whose header cannot be read is left to the decoder)."""
+    if hasattr(msg, 'format'):
+        size = compressed_size(np.frombuffer(msg.data, np.uint8))
+        if size is not None:
+            check_size(*size, max_pixels, f'a {msg.format} image')
+    else:
+        check_size(int(msg.width), int(msg.height), max_pixels, f'a {msg.encoding} image')
+
+
+def compressed_to_numpy(msg, max_pixels: int = MAX_IMAGE_PIXELS) -> tuple[np.ndarray, str]:
     """Decode a `sensor_msgs/CompressedImage` (jpeg or png); return (pixels, encoding).
+
+    An image whose header says it is larger than `max_pixels` is refused before it is decoded.
 
     The encoding is the one the publisher declared in `format` as image_transport writes it
     ("rgb8; jpeg compressed bgr8"), else what the decoder produced (bgr8, bgra8, mono8, mono16).
@@ -135,6 +187,7 @@ def compressed_to_numpy(msg) -> tuple[np.ndarray, str]:
     data = np.frombuffer(msg.data, np.uint8)
     if data.size == 0:
         raise ImageConversionError(f'empty compressed image ({msg.format})')
+    check_message_size(msg, max_pixels)
     pixels = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
     if pixels is None or pixels.size == 0:
         raise ImageConversionError(f'cannot decode {data.size} bytes as {msg.format}: corrupt image data')
@@ -200,10 +253,12 @@ def to_bgr8(pixels: np.ndarray, encoding: str) -> np.ndarray:
     return cv2.cvtColor(pixels, code)
 
 
-def message_to_bgr8(msg) -> np.ndarray:
-    """Pixels of an Image or CompressedImage message as 8-bit BGR, whatever its encoding."""
+def message_to_bgr8(msg, max_pixels: int = MAX_IMAGE_PIXELS) -> np.ndarray:
+    """Pixels of an Image or CompressedImage message as 8-bit BGR, whatever its encoding; an image
+    larger than `max_pixels` is refused (ImageConversionError) before it is decoded or converted."""
     if hasattr(msg, 'format'):
-        pixels, encoding = compressed_to_numpy(msg)
+        pixels, encoding = compressed_to_numpy(msg, max_pixels)
     else:
+        check_message_size(msg, max_pixels)
         pixels, encoding = image_to_numpy(msg), msg.encoding
     return to_bgr8(pixels, encoding)

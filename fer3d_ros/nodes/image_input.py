@@ -26,6 +26,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from rclpy.subscription import Subscription
 from sensor_msgs.msg import CompressedImage, Image
 
+from fer3d_ros.core.image_conversion import MAX_IMAGE_PIXELS
 from fer3d_ros.nodes.common import Diagnostics, declare
 
 RELIABILITY = {'reliable': ReliabilityPolicy.RELIABLE, 'best_effort': ReliabilityPolicy.BEST_EFFORT}
@@ -114,6 +115,11 @@ class ImageInput:
                              'QoS reliability of the image subscription: auto (as the publishers on the topic '
                              'publish, re-checked when one appears or leaves), reliable or best_effort. Depth 1.',
                              on_change=self.request))
+        self.max_pixels = declare(node, 'max_image_pixels', MAX_IMAGE_PIXELS,
+                                  'Largest image taken, in pixels (width x height; default 8K UHD). A larger frame '
+                                  '(a compressed one by its header, before decoding) is skipped with a log line.',
+                                  minimum=1, maximum=2**31 - 1,
+                                  on_change=lambda value: setattr(self, 'max_pixels', value))
         node.create_timer(RECHECK_PERIOD, self.match_publishers)
 
     def request(self, reliability: str) -> None:
