@@ -113,7 +113,10 @@ def launch_setup(context):
             raise FileNotFoundError(f'params_file:={path}: no such file')
     config_dir = os.path.join(get_package_share_directory(PACKAGE), 'config')
     image = arguments['image']
+    # FER3D_STOP_WITH_PARENT: each node stops once the launch has gone, even when a SIGTERM to the
+    # launch alone ended it at once (upstream launch then leaves its processes running).
     common = dict(package=PACKAGE, namespace=arguments['namespace'], output='screen', emulate_tty=True,
+                  additional_env={'FER3D_STOP_WITH_PARENT': '1'},
                   remappings=[('image', image), ('image/compressed', f'{image}/compressed')],
                   respawn=arguments['respawn'], respawn_delay=RESPAWN_DELAY)
     if arguments['composed']:

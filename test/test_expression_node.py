@@ -153,7 +153,7 @@ def test_a_face_with_non_finite_landmarks_is_published_uncalibrated_with_a_clear
     out = _send(ros, publisher, received, [nan, good], 0)
     assert [(e.id, len(e.calibrated)) for e in out.expressions] == [('f0001', 0), ('f0002', 55)]
     assert node.diagnostics.bad_inputs == 1 and node.diagnostics.last_error == (
-        'f0001: non-finite landmarks (NaN or infinity): cannot fit a face to them; published uncalibrated')
+        'face f0001: non-finite landmarks (NaN or infinity): cannot fit a face to them; published uncalibrated')
 
 
 def test_max_faces_keeps_the_largest_faces_and_counts_the_others(ros, front_end):

@@ -147,18 +147,22 @@ def test_without_draw_motion_the_overlay_does_not_ask_for_face_motion(ros):
     assert graph.node.count_subscribers('face_motion') == 0  # expression_node would compute it for nobody
 
 
-def test_motion_of_the_wrong_size_or_not_finite_is_left_out_and_said(ros):
+def test_motion_of_the_wrong_size_or_not_finite_is_said_when_it_comes_and_not_kept(ros):
     graph = Graph(ros, draw_motion=True)
+    graph.node.on_motion(motion_through_the_box([0.5, 0.0, 0.0]))
+    assert 'f0001' in graph.node.latest_motion
     motion = motion_through_the_box([0.5, 0.0, 0.0])
     motion.faces[0].rigid = motion.faces[0].rigid[:-1]
     graph.node.on_motion(motion)
-    image = np.zeros((120, 160, 3), np.uint8)
-    assert graph.node.draw_motion(image, frame(7)[1]) == [
-        'f0001: face motion with 243 position, 242 rigid and 243 non-rigid values (3 per point) not drawn']
+    assert 'f0001' not in graph.node.latest_motion  # its last good motion is not drawn for it either
+    assert graph.node.diagnostics.last_error == 'f0001: 243 position, 242 rigid and 243 non-rigid values (3 per point)'
     motion = motion_through_the_box([0.5, 0.0, 0.0])
     motion.faces[0].pixels_per_mm = float('nan')
     graph.node.on_motion(motion)
-    assert graph.node.draw_motion(image, frame(7)[1]) == ['f0001: face motion points that are not finite not drawn']
+    assert 'f0001' not in graph.node.latest_motion and 'not finite' in graph.node.diagnostics.last_error
+    image = np.zeros((120, 160, 3), np.uint8)
+    graph.node.draw_motion(image, frame(7)[1])
+    assert not image.any()
 
 
 def test_annotate_draws_box_landmarks_and_bars_in_place():

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import time
 import traceback
 from collections import deque
@@ -13,6 +15,7 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+from rclpy.clock import Clock, ClockType
 from rclpy.context import Context
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
@@ -23,11 +26,16 @@ from rclpy.signals import SignalHandlerOptions
 from fer3d_ros.core.models import ModelFileError, find_shared_file
 from fer3d_ros.core.threads import library_threads, limit_library_threads
 
-# Outputs and node-to-node inputs: reliable, depth 10 (DESIGN §2); images use sensor-data QoS.
+# Outputs and node-to-node inputs: reliable, depth 10 (camera input: image_input.py).
 RELIABLE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 
 # Latency thresholds of the diagnostics status (seconds), as ROS4HRI nodes use.
 LATENCY_WARN, LATENCY_ERROR = 0.5, 2.0
+
+# With use_sim_time and no /clock after this many seconds, the node says so (once, and on /diagnostics).
+NO_CLOCK_WARNING_AFTER = 5.0
+NO_CLOCK = ('use_sim_time is true but no /clock has arrived: stamps and time windows wait for it '
+            '(replay the bag with --clock, or set use_sim_time false)')
 
 # Seconds between two readings of the libraries' thread pools for the diagnostics.
 LIBRARY_THREADS_PERIOD = 30.0
@@ -123,7 +131,10 @@ class Diagnostics:
         self.extra: dict[str, str] = {}
         self._threads: dict[str, int] = {}
         self._threads_read_at = -float('inf')
-        node.create_timer(1.0, self.publish)
+        self._started = time.monotonic()
+        self._said_no_clock = False
+        # The wall's steady clock: with use_sim_time a ROS-time timer never fires before /clock comes.
+        node.create_timer(1.0, self.publish, clock=Clock(clock_type=ClockType.STEADY_TIME))
 
     def record(self, latency: float) -> None:
         self.processed += 1
@@ -140,7 +151,9 @@ class Diagnostics:
         span = self._stamps[-1] - self._stamps[0] if len(self._stamps) > 1 else 0.0
         rate = (len(self._stamps) - 1) / span if span > 0 else 0.0
         level, message = DiagnosticStatus.OK, 'running'
-        if not self.processed:
+        if self.waiting_for_clock():
+            level, message = DiagnosticStatus.WARN, NO_CLOCK
+        elif not self.processed:
             message = 'waiting for input'
         elif median > LATENCY_ERROR:
             level, message = DiagnosticStatus.ERROR, f'median latency {median:.2f} s'
@@ -161,26 +174,48 @@ class Diagnostics:
             self._threads, self._threads_read_at = library_threads(), now
         return ', '.join(f'{kind} {size}' for kind, size in self._threads.items())
 
+    def waiting_for_clock(self) -> bool:
+        """use_sim_time is set and no /clock message has arrived (the node's time is still zero)."""
+        return self._node.get_parameter('use_sim_time').value and self._node.get_clock().now().nanoseconds == 0
+
     def publish(self) -> None:
+        if not self._said_no_clock and time.monotonic() - self._started > NO_CLOCK_WARNING_AFTER \
+                and self.waiting_for_clock():
+            self._node.get_logger().warning(NO_CLOCK)
+            self._said_no_clock = True
         array = DiagnosticArray(status=[self.status()])
         array.header.stamp = self._node.get_clock().now().to_msg()
         self._publisher.publish(array)
+
+
+def report_problems(node: Node, diagnostics: Diagnostics, what: str, problems: list[str]) -> None:
+    """Count every problem with a part of one message (a face, a sample) and say them all in one
+    line, at most one line a second: a throttled line per part would name only the first."""
+    if not problems:
+        return
+    for problem in problems:
+        diagnostics.bad_input(problem)
+    node.get_logger().warning(f'{what}: {"; ".join(problems)}', throttle_duration_sec=1.0)
 
 
 def guarded(node: Node, diagnostics: Diagnostics, expected: tuple[type[Exception], ...]) -> Callable:
     """Decorate a subscription callback so that one bad message never kills the node.
 
     Expected errors (bad input) are logged as one throttled warning line; anything else is
-    logged with its traceback. Either way the node keeps running.
+    logged with its traceback. Either way the node keeps running. A callback cut short because the
+    process is stopping (SIGINT or SIGTERM shut the context down under it) is not an error.
     """
     def decorate(callback: Callable) -> Callable:
         def wrapper(msg) -> None:
             try:
                 callback(msg)
-            except expected as error:
-                diagnostics.bad_input(str(error))
-                node.get_logger().warning(f'skipped a message: {error}', throttle_duration_sec=1.0)
             except Exception as error:  # noqa: BLE001 - a node must survive any one message
+                if not node.context.ok():
+                    return  # stopping: the publishers and the log are gone, nothing went wrong
+                if isinstance(error, expected):
+                    diagnostics.bad_input(str(error))
+                    node.get_logger().warning(f'skipped a message: {error}', throttle_duration_sec=1.0)
+                    return
                 diagnostics.bad_input(f'{type(error).__name__}: {error}')
                 node.get_logger().error(f'failed on a message: {error}\n{traceback.format_exc()}',
                                         throttle_duration_sec=1.0)
@@ -228,6 +263,27 @@ def use_package_dds_profile() -> None:
         pass  # a source tree without the installed config: Fast DDS's defaults
 
 
+# Set (to 1) by launch/fer3d.launch.py: the process stops when its parent, the launch, has gone.
+STOP_WITH_PARENT = 'FER3D_STOP_WITH_PARENT'
+PARENT_CHECK_PERIOD = 0.5  # seconds
+
+
+def stop_with_parent() -> None:
+    """With STOP_WITH_PARENT set, SIGTERM this process once its parent process has ended.
+
+    `ros2 launch` stops its nodes on SIGINT, but a SIGTERM sent to it alone ends it at once and
+    leaves them running (upstream behaviour); a node orphaned like that stops itself, cleanly."""
+    if os.environ.get(STOP_WITH_PARENT) != '1':
+        return
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:  # an orphan is adopted by another process
+            time.sleep(PARENT_CHECK_PERIOD)
+        os.kill(os.getpid(), signal.SIGTERM)
+    threading.Thread(target=watch, name='fer3d_stop_with_parent', daemon=True).start()
+
+
 def run_nodes(name: str, create: Callable[[Context], list[Node]], args: list[str]) -> int:
     """Entry point of an executable: create nodes (in data-flow order) in a fresh context, spin them in
     one executor until SIGINT or SIGTERM, and return the exit status.
@@ -237,6 +293,7 @@ def run_nodes(name: str, create: Callable[[Context], list[Node]], args: list[str
     process supervisors such as systemd and launch send) stop with status 0, even while nodes start.
     """
     use_package_dds_profile()  # before rclpy creates the participant
+    stop_with_parent()
     context = Context()
     # rclpy installs its signal handlers only for the default context unless asked: without them
     # SIGTERM killed the process (status -15).
@@ -264,6 +321,6 @@ def run_nodes(name: str, create: Callable[[Context], list[Node]], args: list[str
 
 
 def run_node(node_class: type[Node], args: list[str] | None = None) -> int:
-    """Entry point of a node executable: `run_nodes` with one node."""
-    return run_nodes(node_class.__name__, lambda context: [node_class(context=context)],
+    """Entry point of a node executable: `run_nodes` with one node, named as its executable."""
+    return run_nodes(node_class.__module__.rsplit('.', 1)[-1], lambda context: [node_class(context=context)],
                      args if args is not None else sys.argv)

@@ -14,7 +14,15 @@ from rclpy.time import Time
 
 from fer3d_ros.core.emotion import CALIBRATED_MODEL_FILE, EmotionSmoother, default_classifier
 from fer3d_ros.msg import Emotion, EmotionArray, ExpressionArray
-from fer3d_ros.nodes.common import RELIABLE_QOS, Diagnostics, declare, declare_library_threads, guarded, run_node
+from fer3d_ros.nodes.common import (
+    RELIABLE_QOS,
+    Diagnostics,
+    declare,
+    declare_library_threads,
+    guarded,
+    report_problems,
+    run_node,
+)
 
 
 class EmotionNode(Node):
@@ -54,7 +62,9 @@ class EmotionNode(Node):
         self.classifier.check_names(msg.names)
         if self.calibrated_classifier:
             self.calibrated_classifier.check_names(msg.names)
-        usable = [e for e in msg.expressions if self._usable(e, len(msg.names))]
+        checked = [(e, self._problem(e, len(msg.names))) for e in msg.expressions]
+        report_problems(self, self.diagnostics, 'skipped faces', [problem for _, problem in checked if problem])
+        usable = [e for e, problem in checked if not problem]
         calibrated = np.array([self._calibrated(e, len(msg.names)) for e in usable], bool)
         probabilities = np.zeros((len(usable), len(self.classifier.classes)))
         for use_calibrated, classifier in ((False, self.classifier), (True, self.calibrated_classifier)):
@@ -81,15 +91,13 @@ class EmotionNode(Node):
         return (self.calibrated_classifier is not None and expression.calibration_confidence >= self.min_confidence
                 and len(expression.calibrated) == count and bool(np.isfinite(expression.calibrated).all()))
 
-    def _usable(self, expression, count: int) -> bool:
-        """Skip (and report) one face's malformed coefficients without losing the others."""
+    @staticmethod
+    def _problem(expression, count: int) -> str:
+        """What makes one face's coefficients unusable ('' if nothing): that face is skipped, not the others."""
         values = np.asarray(expression.coefficients)
         problem = (f'{len(values)} coefficients for {count} names' if len(values) != count
                    else 'NaN or infinite coefficients' if not np.isfinite(values).all() else '')
-        if problem:
-            self.diagnostics.bad_input(f'{expression.id}: {problem}')
-            self.get_logger().warning(f'skipped face {expression.id!r}: {problem}', throttle_duration_sec=1.0)
-        return not problem
+        return f'{expression.id!r}: {problem}' if problem else ''
 
 
 def main(args: list[str] | None = None) -> int:

@@ -30,7 +30,15 @@ from fer3d_ros.msg import (
     FaceMotion,
     FaceMotionArray,
 )
-from fer3d_ros.nodes.common import RELIABLE_QOS, Diagnostics, declare, declare_library_threads, guarded, run_node
+from fer3d_ros.nodes.common import (
+    RELIABLE_QOS,
+    Diagnostics,
+    declare,
+    declare_library_threads,
+    guarded,
+    report_problems,
+    run_node,
+)
 from fer3d_ros.nodes.image_input import FrameAccount
 
 # Calibration is kept for at most this many tracks per max_faces (the least recently seen dropped):
@@ -150,9 +158,8 @@ class ExpressionNode(Node):
             return None
 
     def bad_face(self, face_id: str, problem: str) -> None:
-        """Count and say (one line a second at most) what was wrong with one face of a frame."""
-        self.diagnostics.bad_input(f'{face_id}: {problem}')
-        self.get_logger().warning(f'face {face_id}: {problem}', throttle_duration_sec=1.0)
+        """Note what was wrong with one face of the frame (said with the others at the frame's end)."""
+        self._problems.append(f'face {face_id}: {problem}')
 
     def calibrate(self, msg: FaceArray, faces: list, coefficients: np.ndarray) -> list[Expression]:
         """Expression messages with the calibration of every face whose track has one."""
@@ -175,6 +182,13 @@ class ExpressionNode(Node):
         return expressions
 
     def on_faces(self, msg: FaceArray) -> None:
+        self._problems: list[str] = []
+        try:
+            self.process_faces(msg)
+        finally:
+            report_problems(self, self.diagnostics, 'faces of one frame', self._problems)
+
+    def process_faces(self, msg: FaceArray) -> None:
         start = time.perf_counter()
         faces = self.largest([face for face in msg.faces if face.confirmed or not self.only_confirmed])
         readable = [(face, crop) for face in faces if (crop := self.read_crop(face)) is not None]

@@ -11,10 +11,18 @@ from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image
 
 from fer3d_ros.core.drawing import FaceAnnotation, annotate, draw_points
-from fer3d_ros.core.image_conversion import ImageConversionError, message_to_bgr8, numpy_to_image
+from fer3d_ros.core.image_conversion import ImageConversionError, check_message_size, message_to_bgr8, numpy_to_image
 from fer3d_ros.core.motion import direction_colours, image_points
 from fer3d_ros.msg import EmotionArray, FaceArray, FaceMotionArray, StressArray
-from fer3d_ros.nodes.common import RELIABLE_QOS, Diagnostics, declare, declare_library_threads, guarded, run_node
+from fer3d_ros.nodes.common import (
+    RELIABLE_QOS,
+    Diagnostics,
+    declare,
+    declare_library_threads,
+    guarded,
+    report_problems,
+    run_node,
+)
 from fer3d_ros.nodes.image_input import ImageInput
 
 
@@ -36,6 +44,10 @@ class RecentCache(OrderedDict):
         while len(self) > self.size:
             self.popitem(last=False)
             self.evicted += 1
+
+
+# Largest position, motion (mm) or pixels_per_mm taken from a FaceMotion: 100 m, far beyond any face.
+MAX_MOTION_VALUE = 1e5
 
 
 def stamp_key(header) -> int:
@@ -104,6 +116,7 @@ class OverlayNode(Node):
             self.unwatched_images += 1  # nobody watches: neither kept nor drawn
             self.diagnostics.extra['unwatched_images'] = str(self.unwatched_images)
             return
+        check_message_size(msg, self.image_input.max_pixels)  # a huge frame is not kept
         key = stamp_key(msg.header)
         self.images[key] = msg
         self.diagnostics.dropped = self.images.evicted  # frames whose faces never came
@@ -124,28 +137,28 @@ class OverlayNode(Node):
             self.latest_stress[stress.id] = stress
 
     def on_motion(self, msg: FaceMotionArray) -> None:
-        for motion in msg.faces:
-            self.latest_motion[motion.id] = motion
-
-    def draw_motion(self, image: np.ndarray, faces: FaceArray) -> list[str]:
-        """Each face's latest motion (it comes after the faces: drawn where the face was then)."""
+        """Keep each face's latest usable motion; a malformed one is said once, here, and not kept (the
+        face's later frames are drawn without it, not warned about again)."""
         problems = []
+        for motion in msg.faces:
+            problem = motion_problem(motion)
+            if problem:
+                problems.append(f'{motion.id}: {problem}')
+                self.latest_motion.pop(motion.id, None)
+            else:
+                self.latest_motion[motion.id] = motion
+        report_problems(self, self.diagnostics, 'face motion not drawn', problems)
+
+    def draw_motion(self, image: np.ndarray, faces: FaceArray) -> None:
+        """Each face's latest motion (it comes after the faces: drawn where the face was then)."""
         for face in faces.faces:
             motion = self.latest_motion.get(face.id)
             if motion is None:
                 continue
-            sizes = {len(motion.positions), len(motion.rigid), len(motion.nonrigid)}
-            if len(sizes) != 1 or len(motion.positions) % 3:
-                problems.append(f'{face.id}: face motion with {len(motion.positions)} position, {len(motion.rigid)} '
-                                f'rigid and {len(motion.nonrigid)} non-rigid values (3 per point) not drawn')
-                continue
             positions = np.reshape(motion.positions, (-1, 3))
             total = np.reshape(motion.rigid, (-1, 3)) + np.reshape(motion.nonrigid, (-1, 3))
-            colours = direction_colours(np.nan_to_num(total), self.motion_full_scale_mm)
-            points = image_points(positions, motion.pixels_per_mm, image.shape[1], image.shape[0])
-            if draw_points(image, points, colours):
-                problems.append(f'{face.id}: face motion points that are not finite not drawn')
-        return problems
+            colours = direction_colours(total, self.motion_full_scale_mm)
+            draw_points(image, image_points(positions, motion.pixels_per_mm, image.shape[1], image.shape[0]), colours)
 
     def publish_if_complete(self, key: int) -> None:
         """Draw and publish the image of `key` once both it and its faces are here."""
@@ -153,16 +166,31 @@ class OverlayNode(Node):
             return
         start = time.perf_counter()
         source, faces = self.images.pop(key), self.faces.pop(key)
-        image = np.array(message_to_bgr8(source))  # a copy: never draw into the received message
+        # a copy: never draw into the received message
+        image = np.array(message_to_bgr8(source, self.image_input.max_pixels))
         own_frame = self.emotions.pop(key, None)
         emotion_of = {**self.latest_emotions, **{e.id: e for e in (own_frame.emotions if own_frame else [])}}
-        problems = self.draw_motion(image, faces) + \
-            annotate(image, face_annotations(faces, emotion_of, self.latest_stress))
-        if problems:  # a broken upstream node: the frame is drawn without what could not be
-            self.diagnostics.bad_input('; '.join(problems))
-            self.get_logger().warning('; '.join(problems), throttle_duration_sec=1.0)
+        self.draw_motion(image, faces)
+        # a broken upstream node: the frame is drawn without what could not be
+        report_problems(self, self.diagnostics, 'faces drawn in part',
+                        annotate(image, face_annotations(faces, emotion_of, self.latest_stress)))
         self.publisher.publish(numpy_to_image(image, 'bgr8', source.header))
         self.diagnostics.record(time.perf_counter() - start)
+
+
+def motion_problem(motion) -> str:
+    """What makes a FaceMotion undrawable ('' if nothing): sizes that are not 3 values per point, or
+    values that are not finite or beyond any face (a broken upstream node)."""
+    sizes = {len(motion.positions), len(motion.rigid), len(motion.nonrigid)}
+    if len(sizes) != 1 or len(motion.positions) % 3:
+        return (f'{len(motion.positions)} position, {len(motion.rigid)} rigid and {len(motion.nonrigid)} '
+                'non-rigid values (3 per point)')
+    values = np.concatenate([motion.positions, motion.rigid, motion.nonrigid, [motion.pixels_per_mm]])
+    if not np.isfinite(values).all() or np.abs(values).max(initial=0.0) > MAX_MOTION_VALUE:
+        return f'values that are not finite or beyond {MAX_MOTION_VALUE:g} (mm, pixels per mm)'
+    if motion.pixels_per_mm <= 0:
+        return f'pixels_per_mm {motion.pixels_per_mm:g} is not positive'
+    return ''
 
 
 def main(args: list[str] | None = None) -> int:

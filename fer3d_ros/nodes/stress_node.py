@@ -10,7 +10,15 @@ from rclpy.time import Time
 
 from fer3d_ros.core.stress import FeatureSettings, PoseHistory, StressEstimator, default_stress_model
 from fer3d_ros.msg import ExpressionArray, FaceArray, Stress, StressArray
-from fer3d_ros.nodes.common import RELIABLE_QOS, Diagnostics, declare, declare_library_threads, guarded, run_node
+from fer3d_ros.nodes.common import (
+    RELIABLE_QOS,
+    Diagnostics,
+    declare,
+    declare_library_threads,
+    guarded,
+    report_problems,
+    run_node,
+)
 
 
 class StressNode(Node):
@@ -63,9 +71,7 @@ class StressNode(Node):
                                                for e in msg.expressions])
         if update.reset:
             self.get_logger().info('time went backwards (a replayed bag?): every stress window restarted')
-        for problem in update.rejected:
-            self.diagnostics.bad_input(problem)
-            self.get_logger().warning(f'skipped a sample: {problem}', throttle_duration_sec=1.0)
+        report_problems(self, self.diagnostics, 'skipped samples', update.rejected)
         if update.estimates:
             self.publisher.publish(StressArray(header=msg.header, model_id=self.model.model_id, stresses=[
                 Stress(id=s.id, probability=s.probability,
