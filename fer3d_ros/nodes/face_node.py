@@ -79,11 +79,23 @@ class FaceNode(Node):
             'faces are followed from their landmarks. A face that walks in is found within n frames. 1 = '
             'detect on every frame.', minimum=1, maximum=1000,
             on_change=lambda value: setattr(self.front_end, 'detect_every', value))
-        return FaceFrontEnd(detector, landmarker, tracker, load_face_template(), crop_size, detect_every=detect_every)
+        background = declare(
+            self, 'tracking.detect_in_background', True,
+            'Run the scheduled detections (every detect_every-th frame, while faces are followed) on a second '
+            'thread, off the frame\'s path: followed faces are not delayed by the detector, and a new face is '
+            'added a frame or two after its detection finished. Detections on demand stay on the frame\'s path.',
+            on_change=lambda value: setattr(self.front_end, 'background_detection', value))
+        return FaceFrontEnd(detector, landmarker, tracker, load_face_template(), crop_size, detect_every=detect_every,
+                            background_detection=background)
+
+    def destroy_node(self) -> None:
+        if hasattr(self, 'front_end'):  # not when the node failed to start
+            self.front_end.close()
+        super().destroy_node()
 
     def on_image(self, msg: Image | CompressedImage) -> None:
         start = time.perf_counter()
-        image = message_to_bgr8(msg)
+        image = message_to_bgr8(msg, self.image_input.max_pixels)
         result = self.front_end.process(np.ascontiguousarray(image))
         out = FaceArray(header=msg.header, image_width=image.shape[1], image_height=image.shape[0],
                         faces=[self.face_message(face, msg.header) for face in result.faces])
