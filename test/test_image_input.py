@@ -46,8 +46,8 @@ def test_auto_subscribes_as_the_camera_publishes(ros, publisher_reliability, exp
 
 
 def test_the_node_works_on_the_newest_queued_frame_and_counts_the_older_as_skipped(ros):
-    node = ros.add(FaceNode(context=ros.context, parameter_overrides=[Parameter('publish_crops', value=False),
-                                                                      Parameter('image_reliability', value='reliable')]))
+    overrides = [Parameter('publish_crops', value=False), Parameter('image_reliability', value='reliable')]
+    node = ros.add(FaceNode(context=ros.context, parameter_overrides=overrides))
     faces = []
     ros.node('listener').create_subscription(FaceArray, 'faces', faces.append, 10)
     publisher = ros.node('camera').create_publisher(Image, 'image', QoSProfile(depth=5, reliability=RELIABLE))
