@@ -60,7 +60,8 @@ def dds_defaults_environment(folder: Path) -> dict:
     """The environment of a process whose DDS participant keeps Fast DDS's defaults (as a camera
     driver given no profile): a profile file that sets nothing, instead of fer3d_ros's."""
     empty = folder / 'fastdds_defaults.xml'
-    empty.write_text('<?xml version="1.0" encoding="UTF-8" ?>\n<dds xmlns="http://www.eprosima.com"><profiles/></dds>\n')
+    empty.write_text('<?xml version="1.0" encoding="UTF-8" ?>\n<dds xmlns="http://www.eprosima.com"><profiles>'
+                     '<participant profile_name="unused"/></profiles></dds>\n')  # no default profile
     return {'FASTDDS_DEFAULT_PROFILES_FILE': str(empty)}
 
 
