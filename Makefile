@@ -32,7 +32,8 @@ $(DEPS_STAMP): $(REQUIREMENTS) $(BASELINES)
 	$(PYTHON) -m pip install --quiet --no-deps -r $(BASELINES) 2>&1 | { grep -v '$(PIP_NOISE)' || true; }
 	touch $@
 
-# Generate the messages and install the package into the venv (nothing to source afterwards).
+# Generate the messages and install the package into the venv (nothing to source afterwards); the
+# files of the previous install go first, so that a moved or deleted module cannot linger there.
 build: $(BUILD_STAMP)
 $(BUILD_STAMP): $(DEPS_STAMP) $(PACKAGE_FILES)
 	export PATH="$(VENV_ABS)/bin:$$PATH" AMENT_PREFIX_PATH="$(VENV_ABS)" CMAKE_PREFIX_PATH="$(VENV_ABS)"; \
@@ -42,6 +43,7 @@ $(BUILD_STAMP): $(DEPS_STAMP) $(PACKAGE_FILES)
 		-DCMAKE_PROJECT_INCLUDE="$(abspath cmake/drop_missing_include_dirs.cmake)" \
 		-DBUILD_TESTING=OFF > $(BUILD_DIR).log 2>&1 || { cat $(BUILD_DIR).log; exit 1; }; \
 	cmake --build $(BUILD_DIR) -j 2 >> $(BUILD_DIR).log 2>&1 || { tail -50 $(BUILD_DIR).log; exit 1; }; \
+	if [ -f $(BUILD_DIR)/install_manifest.txt ]; then xargs rm -f < $(BUILD_DIR)/install_manifest.txt; fi; \
 	cmake --install $(BUILD_DIR) >> $(BUILD_DIR).log 2>&1 || { tail -50 $(BUILD_DIR).log; exit 1; }
 	$(PYTHON) -c 'from fer3d_ros.msg import FaceArray, ExpressionArray, EmotionArray, StressArray'
 	@echo "fer3d_ros built into $(VENV) (log: $(BUILD_DIR).log)"
@@ -51,7 +53,7 @@ test: $(BUILD_STAMP)
 	$(PYTHON) -m pytest test $(if $(CI),-p no:cacheprovider,)
 
 demo: $(BUILD_STAMP)
-	$(PYTHON) -m fer3d_ros.demo
+	$(PYTHON) -m fer3d_ros.tools.demo
 
 bench: $(BUILD_STAMP)
 	for script in bench/bench_*.py; do echo "== $$script"; $(PYTHON) $$script; done

@@ -8,20 +8,16 @@ import time
 import numpy as np
 from benchlib import clip_frames
 
-from fer3d_ros.core.calibration import Calibrator
-from fer3d_ros.core.detection import default_detector
-from fer3d_ros.core.expression import default_regressor
-from fer3d_ros.core.face_frontend import FaceFrontEnd
-from fer3d_ros.core.face_template import load_face_template
-from fer3d_ros.core.landmarks import DlibLandmarker
-from fer3d_ros.core.tracking import FaceTracker
+from fer3d_ros.core.expression.calibration import Calibrator
+from fer3d_ros.core.expression.regressor import default_regressor
+from fer3d_ros.core.frontend.front_end import FaceFrontEnd
 
 FRAMES = 120
 FRAME_BUDGET_MS = 1000 / 15  # the end-to-end goal: 15 frames/s
 
 
 def main() -> None:
-    front_end = FaceFrontEnd(default_detector(), DlibLandmarker(), FaceTracker(), load_face_template())
+    front_end = FaceFrontEnd()
     regressor = default_regressor(backend='onnxruntime')
     faces = [face for frame in clip_frames(FRAMES) for face in front_end.process(frame).faces[:1]]
     coefficients = regressor.predict([face.crop for face in faces])

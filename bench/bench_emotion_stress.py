@@ -8,9 +8,9 @@ import numpy as np
 from bench_expression import real_crops
 from benchlib import percentiles
 
-from fer3d_ros.core.emotion import EmotionSmoother, default_classifier
-from fer3d_ros.core.expression import default_regressor
-from fer3d_ros.core.stress import StressEstimator, default_stress_model
+from fer3d_ros.core.affect.emotion import EmotionSmoother, default_classifier
+from fer3d_ros.core.affect.stress import StressEstimator, default_stress_model
+from fer3d_ros.core.expression.regressor import default_regressor
 
 FRAME_BUDGET_MS = 1000 / 15  # the end-to-end goal: 15 frames/s
 

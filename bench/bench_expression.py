@@ -5,17 +5,13 @@ publishes them; the regressor resizes them to its input size.
 """
 from benchlib import clip_frames, percentiles
 
-from fer3d_ros.core.detection import default_detector
-from fer3d_ros.core.expression import MODEL_FILE, default_regressor
-from fer3d_ros.core.face_frontend import FaceFrontEnd
-from fer3d_ros.core.face_template import load_face_template
-from fer3d_ros.core.landmarks import DlibLandmarker
-from fer3d_ros.core.models import find_model
-from fer3d_ros.core.tracking import FaceTracker
+from fer3d_ros.core.expression.regressor import MODEL_FILE, default_regressor
+from fer3d_ros.core.files import find_model
+from fer3d_ros.core.frontend.front_end import FaceFrontEnd
 
 
 def real_crops(count: int) -> list:
-    front_end = FaceFrontEnd(default_detector(), DlibLandmarker(), FaceTracker(), load_face_template())
+    front_end = FaceFrontEnd()
     return [face.crop for frame in clip_frames(count) for face in front_end.process(frame).faces][:count]
 
 

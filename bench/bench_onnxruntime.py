@@ -15,10 +15,10 @@ import time
 import numpy as np
 import onnxruntime as ort
 
-from fer3d_ros.core.detection import MODEL_FILE as DETECTOR_FILE
-from fer3d_ros.core.expression import MODEL_FILE as REGRESSOR_FILE
-from fer3d_ros.core.expression import load_card
-from fer3d_ros.core.models import find_model
+from fer3d_ros.core.expression.regressor import MODEL_FILE as REGRESSOR_FILE
+from fer3d_ros.core.expression.regressor import load_card
+from fer3d_ros.core.files import find_model
+from fer3d_ros.core.frontend.detection import MODEL_FILE as DETECTOR_FILE
 
 REPEATS = 200
 

@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterator
 import cv2
 import numpy as np
 
-from fer3d_ros.core.sample_data import pyfeat_media
 from fer3d_ros.core.video import read_frames
+from fer3d_ros.tools.sample_data import pyfeat_media
 
 
 def percentiles(fn: Callable[[], object], repeats: int = 200) -> tuple[float, float]:

@@ -55,17 +55,13 @@ def load_regressor(checkpoint: Path | None, arch: str, size: int) -> tuple[DeepE
 
 def cpu_stages(faces: int, repeats: int) -> dict[str, tuple[float, float]]:
     """dlib landmarks and registration of `faces` real faces (the stages that stay on the CPU)."""
-    from bench_end_to_end import tiles
     from benchlib import fit_640x480, iter_clip_frames
 
-    from fer3d_ros.core.alignment import align_face
-    from fer3d_ros.core.detection import default_detector
-    from fer3d_ros.core.face_frontend import FaceFrontEnd
-    from fer3d_ros.core.face_template import load_face_template
-    from fer3d_ros.core.landmarks import DlibLandmarker
-    from fer3d_ros.core.tracking import FaceTracker
-    frame = tiles(fit_640x480(next(iter(iter_clip_frames(1)))), faces)
-    front_end = FaceFrontEnd(default_detector(threads=1), DlibLandmarker(), FaceTracker(), load_face_template())
+    from fer3d_ros.core.frontend.alignment import align_face
+    from fer3d_ros.core.frontend.front_end import FaceFrontEnd
+    from fer3d_ros.core.video import tiled
+    frame = tiled(fit_640x480(next(iter(iter_clip_frames(1)))), (640, 480), faces)
+    front_end = FaceFrontEnd()
     found = front_end.process(frame).faces
     boxes = np.array([face.box for face in found])
     eyes = np.array([face.landmarks[[36, 42]] for face in found])

@@ -21,9 +21,9 @@ import numpy as np
 from sensor_msgs.msg import Image
 from transport import ACCOUNT, Probe, start, start_camera, stop
 
-from fer3d_ros.core.expression import MODEL_FILE, load_card
+from fer3d_ros.core.expression.regressor import MODEL_FILE, load_card
+from fer3d_ros.core.files import find_model
 from fer3d_ros.core.image_conversion import numpy_to_image
-from fer3d_ros.core.models import find_model
 from fer3d_ros.msg import Expression, ExpressionArray
 from fer3d_ros.nodes.common import RELIABLE_QOS
 

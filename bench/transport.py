@@ -18,9 +18,9 @@ import rclpy  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 
-from fer3d_ros.core.sample_data import pyfeat_media  # noqa: E402
 from fer3d_ros.msg import EmotionArray  # noqa: E402
 from fer3d_ros.nodes.common import RELIABLE_QOS  # noqa: E402
+from fer3d_ros.tools.sample_data import pyfeat_media  # noqa: E402
 
 EXECUTABLES = Path(sys.prefix) / 'lib' / 'fer3d_ros'
 TESTS = Path(__file__).resolve().parents[1] / 'test'

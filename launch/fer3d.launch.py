@@ -21,7 +21,8 @@ ARGUMENTS = {
                     'config/expression.yaml (auto).'),
     'model': ('', 'DeepExp3D ONNX model (with its .json card); empty: as in config/expression.yaml (the shipped '
                   'model).'),
-    'engine': ('', 'Prebuilt TensorRT engine (python -m training.build_engine); empty: as in config/expression.yaml '
+    'engine': ('', 'Prebuilt TensorRT engine (python3 -m fer3d_ros.core.inference.engine_builder); empty: as in '
+                   'config/expression.yaml '
                    '(the cached one).'),
     'params_file': ('', 'Your own parameter file (sections keyed /**/<node>, as in config/), loaded after the '
                         "package's files and before these arguments."),

@@ -101,8 +101,9 @@ def launch_environment(folder: Path) -> dict:
         result = subprocess.run(step, capture_output=True, text=True, env={**os.environ, **prefix_env})
         assert result.returncode == 0, f'{" ".join(step)} failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}'
     python_version = f'python{sys.version_info.major}.{sys.version_info.minor}'
-    return {'PYTHONPATH': os.pathsep.join([str(site), str(prefix / 'lib' / python_version / 'site-packages'),
-                                           os.environ.get('PYTHONPATH', '')]),
+    # No empty entry: it would put the current directory (a source checkout) before the installed package.
+    python_path = [str(site), str(prefix / 'lib' / python_version / 'site-packages'), os.environ.get('PYTHONPATH', '')]
+    return {'PYTHONPATH': os.pathsep.join(filter(None, python_path)),
             'LD_LIBRARY_PATH': os.pathsep.join([str(prefix / 'lib'), os.environ.get('LD_LIBRARY_PATH', '')]),
             'AMENT_PREFIX_PATH': os.pathsep.join([str(INSTALL), str(site), str(prefix)])}
 

@@ -4,17 +4,17 @@ import json
 import numpy as np
 import pytest
 
-from fer3d_ros.core import expression
-from fer3d_ros.core.action_units import (
+from fer3d_ros.core.expression import regressor as expression
+from fer3d_ros.core.expression.action_units import (
     ACTION_UNITS,
     ActionUnitReader,
     PresenceModel,
     load_presence_model,
     shipped_presence,
 )
-from fer3d_ros.core.expression import load_card
-from fer3d_ros.core.models import find_model
-from fer3d_ros.core.morphable_model import load_landmark_model
+from fer3d_ros.core.expression.morphable_model import load_landmark_model
+from fer3d_ros.core.expression.regressor import load_card
+from fer3d_ros.core.files import find_model
 
 NAMES = list(load_landmark_model().expression_names)
 

@@ -16,10 +16,10 @@ from rclpy.serialization import deserialize_message, serialize_message
 from rosbags.highlevel import AnyReader
 from sensor_msgs.msg import Image
 
-from fer3d_ros.bag import Labels, fer3d_typestore, main, open_writer, read_labels
 from fer3d_ros.core.image_conversion import numpy_to_image
-from fer3d_ros.core.sample_data import pyfeat_media
 from fer3d_ros.core.video import read_frames
+from fer3d_ros.tools.bag import Labels, fer3d_typestore, main, open_writer, read_labels
+from fer3d_ros.tools.sample_data import pyfeat_media
 
 CLIP = pyfeat_media('WolfgangLanger_Pexels.mp4')
 FRAMES = 40
@@ -188,7 +188,7 @@ def interrupt_after_first_line(arguments: list[str], signum: int, cwd, delay: fl
     """Run fer3d-bag as a user does; send `signum` `delay` s after its first line on stdout.
 
     Returns the exit status, everything printed and the frame the tool says it was interrupted at."""
-    process = subprocess.Popen([sys.executable, '-m', 'fer3d_ros.bag', *arguments], cwd=cwd, text=True,
+    process = subprocess.Popen([sys.executable, '-m', 'fer3d_ros.tools.bag', *arguments], cwd=cwd, text=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=robot_environment())
     try:
         first = process.stdout.readline()

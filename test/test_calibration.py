@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from fer3d_ros.core.calibration import CalibrationSettings, Calibrator
-from fer3d_ros.core.morphable_model import load_landmark_model
-from fer3d_ros.core.pose import ScaledOrthographicCamera, rotation_from_euler
+from fer3d_ros.core.expression.calibration import CalibrationSettings, Calibrator
+from fer3d_ros.core.expression.morphable_model import load_landmark_model
+from fer3d_ros.core.frontend.pose import ScaledOrthographicCamera, rotation_from_euler
 
 MODEL = load_landmark_model()
 N_COEFFICIENTS = 55
@@ -89,7 +89,7 @@ def test_only_calm_frontal_frames_become_neutral_evidence():
 
 def test_calibration_never_crosses_between_ids_and_new_tracks_start_fresh():
     people = {'f1': SyntheticPerson(3), 'f2': SyntheticPerson(4)}
-    calibrator = Calibrator(N_COEFFICIENTS, forget_after=1.0)
+    calibrator = Calibrator(N_COEFFICIENTS, CalibrationSettings(forget_after=1.0))
     feed(calibrator, people, 200)
     for face_id, person in people.items():
         track = calibrator.tracks.get(face_id)

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fer3d_ros.core.emotion import EMOTIONS
+from fer3d_ros.core.affect.emotion import EMOTIONS
 from training.build_dataset import Builder, groups, split_of
 from training.emotion_data import FERPLUS_VOTES
 from training.media import read_frames

@@ -14,17 +14,14 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from processes import launch_environment, start_launch_file, start_node, wait_for_nodes
 from sensor_msgs.msg import CompressedImage, Image
 
-from fer3d_ros.core.detection import default_detector
-from fer3d_ros.core.face_frontend import FaceFrontEnd
-from fer3d_ros.core.face_template import load_face_template
+from fer3d_ros.core.frontend.front_end import FaceFrontEnd, FrontEndSettings
 from fer3d_ros.core.image_conversion import numpy_to_compressed, numpy_to_image
-from fer3d_ros.core.landmarks import DlibLandmarker
-from fer3d_ros.core.sample_data import pyfeat_media
-from fer3d_ros.core.tracking import FaceTracker
+from fer3d_ros.core.settings import replaced
 from fer3d_ros.core.video import read_frames
 from fer3d_ros.msg import EmotionArray, ExpressionArray, Face, FaceArray, FaceMotion, FaceMotionArray
 from fer3d_ros.nodes.common import RELIABLE_QOS
 from fer3d_ros.nodes.face_node import FaceNode
+from fer3d_ros.tools.sample_data import pyfeat_media
 from training.paths import SHARED
 
 CLIP = pyfeat_media('WolfgangLanger_Pexels.mp4')
@@ -98,7 +95,7 @@ CALM_CLIP = SHARED / 'videos' / 'vr_1.mp4'  # a frontal talking head: calibrates
 @pytest.fixture(scope='module')
 def calm_face_arrays() -> list[FaceArray]:
     """FaceArrays of a calm talking head (with crops), as face_node publishes them, unstamped."""
-    front_end = FaceFrontEnd(default_detector(), DlibLandmarker(), FaceTracker(), load_face_template())
+    front_end = FaceFrontEnd(replaced(FrontEndSettings(), 'tracking.detect_in_background', False))
     arrays = []
     for frame in read_frames(CALM_CLIP, max_frames=90):
         faces = front_end.process(frame).faces
@@ -329,6 +326,7 @@ def test_two_graphs_on_one_machine_answer_every_frame_of_a_shared_camera(ros, la
     finally:
         for process in [*launches, *([camera] if camera else [])]:
             process.stop()
-    for ns in 'ab':
+    for ns in 'ab':  # frames sent before a graph's subscription matched are not lost: counted apart
         account = diagnostics[f'/{ns}/face_node']
-        assert len(emotions[ns]) >= 68 and account['frames_lost_in_transport'] == '0', (ns, account)
+        assert len(emotions[ns]) + int(account['frames_before_first']) >= 68, (ns, account)
+        assert account['frames_lost_in_transport'] == '0', (ns, account)

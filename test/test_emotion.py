@@ -4,7 +4,7 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
-from fer3d_ros.core.emotion import (
+from fer3d_ros.core.affect.emotion import (
     CALIBRATED_MODEL_FILE,
     EMOTIONS,
     EmotionClassifier,
@@ -12,9 +12,8 @@ from fer3d_ros.core.emotion import (
     EmotionSmoother,
     default_classifier,
 )
-from fer3d_ros.core.expression import default_regressor
-from fer3d_ros.core.inference import ModelFileError
-from fer3d_ros.core.models import find_model
+from fer3d_ros.core.expression.regressor import default_regressor
+from fer3d_ros.core.files import ModelFileError, find_model
 from training.baselines import available_baselines
 from training.emotion_data import FeatureExtractor, labelled_images, prepare_still, read_image
 from training.emotion_svm import SearchSettings, fit_model, svm_pipeline

@@ -4,7 +4,7 @@ import pytest
 from builtin_interfaces.msg import Time
 from rclpy.parameter import Parameter
 
-from fer3d_ros.core.expression import default_regressor
+from fer3d_ros.core.expression.regressor import default_regressor
 from fer3d_ros.msg import Emotion, EmotionArray, Expression, ExpressionArray, Face, FaceArray, StressArray
 from fer3d_ros.nodes.emotion_node import EmotionNode
 from fer3d_ros.nodes.stress_node import StressNode

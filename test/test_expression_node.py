@@ -6,20 +6,16 @@ from rclpy.parameter import Parameter
 from sensor_msgs.msg import Image
 from std_srvs.srv import Trigger
 
-from fer3d_ros.core.detection import default_detector
-from fer3d_ros.core.expression import default_regressor, load_card
-from fer3d_ros.core.face_frontend import FaceFrontEnd
-from fer3d_ros.core.face_template import load_face_template
+from fer3d_ros.core.expression.motion import image_points
+from fer3d_ros.core.expression.regressor import default_regressor, load_card
+from fer3d_ros.core.files import find_model
+from fer3d_ros.core.frontend.front_end import FaceFrontEnd
 from fer3d_ros.core.image_conversion import image_to_numpy, numpy_to_image
-from fer3d_ros.core.landmarks import DlibLandmarker
-from fer3d_ros.core.models import find_model
-from fer3d_ros.core.motion import image_points
-from fer3d_ros.core.sample_data import pyfeat_media
-from fer3d_ros.core.tracking import FaceTracker
 from fer3d_ros.core.video import read_frames
 from fer3d_ros.msg import ActionUnitArray, ExpressionArray, Face, FaceArray, FaceMotionArray
 from fer3d_ros.nodes.expression_node import ExpressionNode
 from fer3d_ros.nodes.face_node import FaceNode
+from fer3d_ros.tools.sample_data import pyfeat_media
 from training.paths import SHARED
 
 CKPLUS = SHARED / 'ckplus_128'
@@ -27,7 +23,7 @@ CKPLUS = SHARED / 'ckplus_128'
 
 @pytest.fixture(scope='module')
 def front_end():
-    return FaceFrontEnd(default_detector(), DlibLandmarker(), FaceTracker(), load_face_template())
+    return FaceFrontEnd()
 
 
 def _crop(front_end, path):
@@ -168,7 +164,7 @@ def test_max_faces_keeps_the_largest_faces_and_counts_the_others(ros, front_end)
     for face in faces:  # five new tracks
         face.id = 'g' + face.id[1:]
     _send(ros, publisher, received, faces, 2)
-    assert len(node.calibrator) == 8  # calibration kept for 2 x max_faces tracks, the most recently seen
+    assert len(node.stage.calibrator) == 8  # calibration kept for 2 x max_faces tracks, the most recently seen
     refused = ros.set_parameters('/expression_node', max_faces=0)
     assert not refused.successful and 'Min: 1' in refused.reason
 
@@ -255,7 +251,7 @@ def test_face_motion_is_published_from_a_track_second_frame_and_only_while_someo
     front_end.tracker.reset()
     faces = [FaceNode.face_message(front_end.process(frame).faces[0], FaceArray().header) for frame in frames]
     _send(ros, publisher, received, [faces[0]], 0)
-    assert len(node.motion.tracks) == 0  # nobody listened: no motion was computed
+    assert len(node.stage.motion.tracks) == 0  # nobody listened: no motion was computed
     motions = []
     ros.node('motion_client').create_subscription(FaceMotionArray, 'face_motion', motions.append, 10)
     assert ros.spin_until(lambda: node.motion_publisher.get_subscription_count() == 1)

@@ -5,21 +5,33 @@ import cv2
 import numpy as np
 import pytest
 
-from fer3d_ros.core.alignment import align_face, apply_transform, similarity_transform
-from fer3d_ros.core.detection import default_detector
-from fer3d_ros.core.face_frontend import FaceFrontEnd
-from fer3d_ros.core.face_template import load_face_template
-from fer3d_ros.core.landmarks import DlibLandmarker
-from fer3d_ros.core.pose import ScaledOrthographicCamera, fit_camera, rotation_from_euler
-from fer3d_ros.core.tracking import FaceTracker
+from fer3d_ros.core.frontend.alignment import align_face, apply_transform, similarity_transform
+from fer3d_ros.core.frontend.detection import default_detector
+from fer3d_ros.core.frontend.face_template import load_face_template
+from fer3d_ros.core.frontend.front_end import FaceFrontEnd, FrontEndSettings
+from fer3d_ros.core.frontend.pose import ScaledOrthographicCamera, fit_camera, rotation_from_euler
+from fer3d_ros.core.frontend.tracking import FaceTracker
+from fer3d_ros.core.settings import build
 from training.landmark_sets import load_landmark_sets, normalised_mean_error
 
 TEMPLATE = load_face_template()
 
 
+def front_end_with(detector=None, tracker=None, **settings) -> FaceFrontEnd:
+    """A front end with face_node's settings but those given (dotted names as keywords, '__' for '.')."""
+    values = {name.replace('__', '.'): value for name, value in settings.items()}
+    return FaceFrontEnd(build(FrontEndSettings, values), detector=detector, tracker=tracker, template=TEMPLATE)
+
+
 @pytest.fixture(scope='module')
 def front_end():
-    return FaceFrontEnd(default_detector(), DlibLandmarker(), FaceTracker(), TEMPLATE, crop_size=224)
+    return front_end_with()
+
+
+def test_the_front_end_built_without_arguments_is_face_nodes():
+    front_end = FaceFrontEnd()
+    assert (front_end.detect_every, front_end.background_detection, front_end.crop_size) == (5, True, 224)
+    assert front_end.detector.max_size == 640 and front_end.detector.top_k == 10
 
 
 def _similarity(angle_deg, scale, shift):
@@ -147,16 +159,16 @@ class CountingDetector:
 
 
 def _clip(frames: int):
-    from fer3d_ros.core.sample_data import pyfeat_media
     from fer3d_ros.core.video import read_frames
+    from fer3d_ros.tools.sample_data import pyfeat_media
     return list(read_frames(pyfeat_media('WolfgangLanger_Pexels.mp4'), max_frames=frames))
 
 
 def test_faces_are_followed_between_detections_with_the_same_id_and_landmarks():
     frames = _clip(30)
-    every_frame = FaceFrontEnd(default_detector(), DlibLandmarker(), FaceTracker(), TEMPLATE)
+    every_frame = front_end_with(tracking__detect_every=1)
     detector = CountingDetector(default_detector())
-    scheduled = FaceFrontEnd(detector, DlibLandmarker(), FaceTracker(), TEMPLATE, detect_every=5)
+    scheduled = front_end_with(detector, tracking__detect_every=5, tracking__detect_in_background=False)
     errors, ids = [], set()
     for frame in frames:
         (reference,), (followed,) = every_frame.process(frame).faces, scheduled.process(frame).faces
@@ -172,7 +184,8 @@ def test_a_face_that_leaves_is_dropped_at_once_and_one_that_walks_in_is_found_wi
     frame = _clip(1)[0]
     alone, together = (np.hstack([frame, other]) for other in (np.zeros_like(frame), frame))
     detector = CountingDetector(default_detector())
-    front_end = FaceFrontEnd(detector, DlibLandmarker(), FaceTracker(max_misses=0), TEMPLATE, detect_every=4)
+    front_end = front_end_with(detector, tracking__max_misses=0, tracking__detect_every=4,
+                               tracking__detect_in_background=False)
     assert len(front_end.process(together).faces) == 2
     assert len(front_end.process(alone).faces) == 1  # the right one left: no longer like itself, detect
     assert detector.calls == 2
@@ -185,8 +198,7 @@ def test_with_background_detection_followed_faces_wait_for_no_detector_and_new_f
     frame = _clip(1)[0]
     alone, together = np.hstack([frame, np.zeros_like(frame)]), np.hstack([frame, frame])
     detector = CountingDetector(default_detector())
-    front_end = FaceFrontEnd(detector, DlibLandmarker(), FaceTracker(), TEMPLATE, detect_every=3,
-                             background_detection=True)
+    front_end = front_end_with(detector, tracking__detect_every=3, tracking__detect_in_background=True)
     try:
         (first,) = front_end.process(alone).faces  # nothing to follow yet: detected on the frame's path
         counts, detect_seconds = [], []

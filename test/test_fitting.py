@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from scipy.optimize import lsq_linear
 
-from fer3d_ros.core.detection import default_detector
-from fer3d_ros.core.fitting import fit_image
-from fer3d_ros.core.landmarks import DlibLandmarker
-from fer3d_ros.core.morphable_model import load_landmark_model
+from fer3d_ros.core.expression.fitting import fit_image
+from fer3d_ros.core.expression.morphable_model import load_landmark_model
+from fer3d_ros.core.frontend.detection import default_detector
+from fer3d_ros.core.frontend.landmarks import DlibLandmarker
 from training.media import detect_faces, read_frames
 from training.paths import SHARED
 from training.synthetic import synthetic_video

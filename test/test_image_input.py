@@ -6,10 +6,10 @@ from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from fer3d_ros.core.sample_data import pyfeat_media
 from fer3d_ros.msg import FaceArray
 from fer3d_ros.nodes.face_node import FaceNode
 from fer3d_ros.nodes.image_input import QUEUE_DEPTH, FrameAccount, reliability_to_match
+from fer3d_ros.tools.sample_data import pyfeat_media
 
 RELIABLE, BEST_EFFORT = ReliabilityPolicy.RELIABLE, ReliabilityPolicy.BEST_EFFORT
 CLIP = pyfeat_media('WolfgangLanger_Pexels.mp4')

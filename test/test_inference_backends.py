@@ -10,23 +10,20 @@ import cv2
 import numpy as np
 import pytest
 
-from fer3d_ros.core import inference
-from fer3d_ros.core.detection import MODEL_FILE, FaceDetector
-from fer3d_ros.core.inference import (
-    BackendUnavailableError,
+from fer3d_ros.core.files import ModelFileError, find_model
+from fer3d_ros.core.frontend.detection import MODEL_FILE, FaceDetector
+from fer3d_ros.core.inference import tensorrt as inference
+from fer3d_ros.core.inference.backends import BackendUnavailableError, OnnxRuntimeBackend, open_backend
+from fer3d_ros.core.inference.engine_builder import calibration_batches, main, profile_shapes
+from fer3d_ros.core.inference.tensorrt import (
     CudaDevice,
     DeviceBuffer,
     EngineMismatchError,
-    ModelFileError,
-    OnnxRuntimeBackend,
     TensorRTBackend,
     engine_metadata_path,
     format_engine_key,
-    open_backend,
     tensorrt_available,
 )
-from fer3d_ros.core.models import find_model
-from training.build_engine import calibration_batches, main, profile_shapes
 from training.landmark_sets import DEFAULT_ROOT
 
 TENSORRT, WHY_NOT = tensorrt_available()
@@ -264,14 +261,15 @@ def test_tensorrt_backend_refuses_an_engine_built_elsewhere(fake_engine):
     sidecar.write_text(json.dumps({**metadata, 'key': 'NVIDIA_RTX_A2000-sm86-trt10.3.0-fp16'}))
     with pytest.raises(EngineMismatchError, match='built for NVIDIA_RTX_A2000.*this machine is Fake_GPU-sm86') as error:
         TensorRTBackend(engine)
-    assert f'python -m training.build_engine --onnx model.onnx --precision fp16 --engine {engine}' in str(error.value)
+    command = f'python3 -m fer3d_ros.core.inference.engine_builder --onnx model.onnx --precision fp16 --engine {engine}'
+    assert command in str(error.value)
     sidecar.unlink()
     with pytest.raises(ModelFileError, match='metadata .*model.engine.json'):
         TensorRTBackend(engine)
 
 
 def test_missing_engine_file_says_how_to_build_it(fake_engine, tmp_path):
-    with pytest.raises(ModelFileError, match='TensorRT engine not found: .*missing.engine.*training.build_engine'):
+    with pytest.raises(ModelFileError, match='TensorRT engine not found: .*missing.engine.*engine_builder'):
         TensorRTBackend(tmp_path / 'missing.engine')
 
 
@@ -279,7 +277,7 @@ def test_missing_engine_file_says_how_to_build_it(fake_engine, tmp_path):
 
 @pytest.fixture(scope='module')
 def detector_engine(tmp_path_factory, onnx_path):
-    from training.build_engine import build_engine
+    from fer3d_ros.core.inference.engine_builder import build_engine
 
     engine = tmp_path_factory.mktemp('engines') / 'retinaface.engine'
     return build_engine(onnx_path, engine, 'fp16', max_batch=2, input_size=(240, 320),
@@ -303,7 +301,7 @@ def test_fp16_engine_matches_onnxruntime(detector_engine, onnx_path, face_batch)
 @needs_tensorrt
 def test_open_backend_uses_the_engine_and_explains_a_missing_one(detector_engine, onnx_path, tmp_path):
     assert open_backend('auto', onnx_path, engine_path=detector_engine).name == 'tensorrt-fp16'
-    with pytest.raises(ModelFileError, match='python -m training.build_engine --onnx'):
+    with pytest.raises(ModelFileError, match='python3 -m fer3d_ros.core.inference.engine_builder --onnx'):
         open_backend('tensorrt', onnx_path, engine_path=tmp_path / 'missing.engine')
 
 

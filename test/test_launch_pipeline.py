@@ -17,10 +17,10 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 from fer3d_ros.core.image_conversion import numpy_to_image
-from fer3d_ros.core.sample_data import pyfeat_media
 from fer3d_ros.core.video import read_frames
 from fer3d_ros.msg import EmotionArray, ExpressionArray, StressArray
 from fer3d_ros.nodes.pipeline import STAGES
+from fer3d_ros.tools.sample_data import pyfeat_media
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = ROOT / 'launch' / 'fer3d.launch.py'

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from fer3d_ros.core.motion import HeadPose, MotionTracker, direction_colours, load_motion_model, place
-from fer3d_ros.core.pose import rotation_from_euler
+from fer3d_ros.core.expression.motion import HeadPose, MotionTracker, direction_colours, load_motion_model, place
+from fer3d_ros.core.frontend.pose import rotation_from_euler
 
 MODEL, VERTICES = load_motion_model()
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from fer3d_ros.core.emotion import EMOTIONS, default_classifier
-from fer3d_ros.core.inference import ModelFileError
-from fer3d_ros.core.morphable_model import load_landmark_model
+from fer3d_ros.core.affect.emotion import EMOTIONS, default_classifier
+from fer3d_ros.core.expression.morphable_model import load_landmark_model
+from fer3d_ros.core.files import ModelFileError
 from training.build_dataset import VOTE_COLUMNS
 from training.deepexp3d import DeepExp3D
 from training.device_pack import pack, unpack

@@ -73,7 +73,7 @@ def test_draws_faces_emotions_and_stress_on_the_image_of_their_stamp(ros):
     x0, y0, x1, y1 = BOX
     assert changed[y0:y1 + 1, x0:x1 + 1].any()  # box and landmarks
     assert changed[y1 + 2:, x0:x1 + 1].sum() > 100  # the emotion and stress bars under the box
-    assert not graph.node.images and not graph.node.faces  # matched frames leave the cache
+    assert not graph.node.stage.images and not graph.node.stage.faces  # matched frames leave the cache
 
 
 def test_nothing_is_drawn_while_nobody_subscribes(ros, monkeypatch):
@@ -83,7 +83,7 @@ def test_nothing_is_drawn_while_nobody_subscribes(ros, monkeypatch):
     graph.send(*frame(1))
     assert ros.spin_until(lambda: graph.node.unwatched_images == 1, timeout=2.0)
     ros.spin_for(0.2)
-    assert drawn == [] and not graph.node.images and graph.node.diagnostics.processed == 0  # none published
+    assert drawn == [] and not graph.node.stage.images and graph.node.diagnostics.processed == 0  # none published
 
 
 def test_a_bad_image_is_reported_and_the_next_good_one_drawn(ros):
@@ -107,9 +107,9 @@ def test_cache_size_changes_at_run_time(ros):
     graph = Graph(ros)
     for seconds in range(1, 6):  # images whose faces never come; one at a time (the image queue is 1 deep)
         graph.publishers[0].publish(frame(seconds)[0])
-        assert ros.spin_until(lambda: len(graph.node.images) == seconds)
+        assert ros.spin_until(lambda: len(graph.node.stage.images) == seconds)
     assert ros.set_parameters('/overlay_node', cache_size=2).successful
-    assert [stamp // 10**9 for stamp in graph.node.images] == [4, 5]  # the newest two
+    assert [stamp // 10**9 for stamp in graph.node.stage.images] == [4, 5]  # the newest two
     refused = ros.set_parameters('/overlay_node', cache_size=0)
     assert not refused.successful and 'Min: 1, Max: 1000' in refused.reason
 
@@ -133,7 +133,7 @@ def test_face_motion_is_drawn_in_its_direction_colour_only_with_draw_motion(ros)
     motion_publisher = client.create_publisher(FaceMotionArray, 'face_motion', 10)
     ros.wait_for_subscribers(motion_publisher)
     motion_publisher.publish(motion_through_the_box([1.0, 0.0, 0.0]))  # to the right, full scale: pure red
-    assert ros.spin_until(lambda: 'f0001' in graph.node.latest_motion)
+    assert ros.spin_until(lambda: 'f0001' in graph.node.stage.latest_motion)
     graph.send(*frame(7, np.zeros((120, 160, 3), np.uint8)))
     assert ros.spin_until(lambda: graph.received)
     drawn = image_to_numpy(graph.received[0]).astype(int)
@@ -150,16 +150,16 @@ def test_without_draw_motion_the_overlay_does_not_ask_for_face_motion(ros):
 def test_motion_of_the_wrong_size_or_not_finite_is_said_when_it_comes_and_not_kept(ros):
     graph = Graph(ros, draw_motion=True)
     graph.node.on_motion(motion_through_the_box([0.5, 0.0, 0.0]))
-    assert 'f0001' in graph.node.latest_motion
+    assert 'f0001' in graph.node.stage.latest_motion
     motion = motion_through_the_box([0.5, 0.0, 0.0])
     motion.faces[0].rigid = motion.faces[0].rigid[:-1]
     graph.node.on_motion(motion)
-    assert 'f0001' not in graph.node.latest_motion  # its last good motion is not drawn for it either
+    assert 'f0001' not in graph.node.stage.latest_motion  # its last good motion is not drawn for it either
     assert graph.node.diagnostics.last_error == 'f0001: 243 position, 242 rigid and 243 non-rigid values (3 per point)'
     motion = motion_through_the_box([0.5, 0.0, 0.0])
     motion.faces[0].pixels_per_mm = float('nan')
     graph.node.on_motion(motion)
-    assert 'f0001' not in graph.node.latest_motion and 'not finite' in graph.node.diagnostics.last_error
+    assert 'f0001' not in graph.node.stage.latest_motion and 'not finite' in graph.node.diagnostics.last_error
     image = np.zeros((120, 160, 3), np.uint8)
     graph.node.draw_motion(image, frame(7)[1])
     assert not image.any()

@@ -8,7 +8,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from fer3d_ros.core.morphable_model import load_landmark_model
+from fer3d_ros.core.expression.morphable_model import load_landmark_model
 from training.deepexp3d import DeepExp3D
 from training.export_regressor import export_onnx, load_checkpoint
 from training.train_regressor import Augmentation, CropDataset, main, mirror_permutation

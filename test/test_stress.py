@@ -4,9 +4,15 @@ import csv
 import numpy as np
 import pytest
 
-from fer3d_ros.core.expression import default_regressor
-from fer3d_ros.core.inference import ModelFileError
-from fer3d_ros.core.stress import PRIOR_FEATURES, StressEstimator, StressModel, default_stress_model, window_features
+from fer3d_ros.core.affect.stress import (
+    PRIOR_FEATURES,
+    StressEstimator,
+    StressModel,
+    default_stress_model,
+    window_features,
+)
+from fer3d_ros.core.expression.regressor import default_regressor
+from fer3d_ros.core.files import ModelFileError
 from training import train_stress
 
 NAMES = default_regressor(backend='onnxruntime').card.expression_names

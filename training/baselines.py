@@ -18,7 +18,7 @@ import os
 import cv2
 import numpy as np
 
-from fer3d_ros.core.emotion import EMOTIONS
+from fer3d_ros.core.affect.emotion import EMOTIONS
 
 
 class BaselineUnavailableError(RuntimeError):

@@ -38,13 +38,13 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from fer3d_ros.core.alignment import align_face
-from fer3d_ros.core.detection import default_detector
-from fer3d_ros.core.face_template import load_face_template
-from fer3d_ros.core.fitting import fit_image
-from fer3d_ros.core.landmarks import DlibLandmarker
-from fer3d_ros.core.morphable_model import LandmarkModel, load_landmark_model
-from fer3d_ros.core.sample_data import pyfeat_media
+from fer3d_ros.core.expression.fitting import fit_image
+from fer3d_ros.core.expression.morphable_model import LandmarkModel, load_landmark_model
+from fer3d_ros.core.frontend.alignment import align_face
+from fer3d_ros.core.frontend.detection import default_detector
+from fer3d_ros.core.frontend.face_template import load_face_template
+from fer3d_ros.core.frontend.landmarks import DlibLandmarker
+from fer3d_ros.tools.sample_data import pyfeat_media
 from training.emotion_data import CKPLUS_LABELS as FACIAL_EXPRESSION_LABELS
 from training.emotion_data import FERPLUS_VOTES, prepare_still
 from training.media import detect_faces, read_frames

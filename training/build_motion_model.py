@@ -1,6 +1,6 @@
 """Build models/ict_motion_model.npz: ICT-FaceKit at an evenly spread subset of its face vertices.
 
-Dense 3D facial motion (fer3d_ros/core/motion.py) needs the model's shape at many points of the
+Dense 3D facial motion (fer3d_ros/core/expression/motion.py) needs the model's shape at many points of the
 face, not only at the 68 landmarks; the full face area (9,409 vertices, 9.5 MB) is far more than a
 robot needs to see how a face moves. Farthest-point sampling on the mean face keeps VERTICES of them
 about evenly spread (every ~11 mm), with their identity and expression modes, in camera axes (x right,
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer3d_ros.core.morphable_model import MorphableModel, save_landmark_model
+from fer3d_ros.core.expression.morphable_model import MorphableModel, save_landmark_model
 from training.paths import ICT_MODEL, MODELS
 
 VERTICES = 500

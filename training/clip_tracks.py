@@ -12,14 +12,11 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from fer3d_ros.core.detection import default_detector
-from fer3d_ros.core.expression import ExpressionRegressor
-from fer3d_ros.core.face_frontend import FaceFrontEnd
-from fer3d_ros.core.face_template import load_face_template
-from fer3d_ros.core.landmarks import DlibLandmarker
-from fer3d_ros.core.sample_data import pyfeat_media
-from fer3d_ros.core.tracking import FaceTracker
+from fer3d_ros.core.expression.regressor import ExpressionRegressor
+from fer3d_ros.core.frontend.front_end import FaceFrontEnd, FrontEndSettings
+from fer3d_ros.core.settings import replaced
 from fer3d_ros.core.video import read_frames
+from fer3d_ros.tools.sample_data import pyfeat_media
 from training.paths import DATA, SHARED
 
 
@@ -64,7 +61,8 @@ def clip_track(path: Path, regressor: ExpressionRegressor, cache: Path | None = 
     capture = cv2.VideoCapture(str(path))
     fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
     capture.release()
-    front_end = FaceFrontEnd(default_detector(), DlibLandmarker(), FaceTracker(), load_face_template())
+    # Pseudo-ground truth detects on every frame (DESIGN §1), not on face_node's schedule.
+    front_end = FaceFrontEnd(replaced(FrontEndSettings(), 'tracking.detect_every', 1))
     rows = []
     for index, frame in enumerate(tqdm(read_frames(path), desc=path.stem, leave=False)):
         faces = front_end.process(frame).faces

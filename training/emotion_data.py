@@ -1,6 +1,6 @@
 """Labelled face images for the emotion classifier, and their expression features.
 
-Sets (labels mapped onto the 7 classes of `fer3d_ros.core.emotion.EMOTIONS`):
+Sets (labels mapped onto the 7 classes of `fer3d_ros.core.affect.emotion.EMOTIONS`):
 - `ckplus`: CK+ apex frames + first (neutral) frames, grouped by subject; contempt (18 apexes) is
   **dropped**: it is not one of the 7 classes and has no faithful mapping onto one.
 - `ferplus-test`, `ferplus-train`: FER2013 images with the FER+ crowd labels; the label is the
@@ -24,16 +24,16 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from fer3d_ros.core.alignment import align_face
-from fer3d_ros.core.calibration import CalibrationSettings, Calibrator
-from fer3d_ros.core.detection import default_detector
-from fer3d_ros.core.emotion import EMOTIONS
-from fer3d_ros.core.expression import ExpressionRegressor
-from fer3d_ros.core.face_template import load_face_template
-from fer3d_ros.core.fitting import fit_image
-from fer3d_ros.core.landmarks import DlibLandmarker
-from fer3d_ros.core.morphable_model import load_landmark_model
-from fer3d_ros.core.sample_data import pyfeat_media
+from fer3d_ros.core.affect.emotion import EMOTIONS
+from fer3d_ros.core.expression.calibration import CalibrationSettings, Calibrator
+from fer3d_ros.core.expression.fitting import fit_image
+from fer3d_ros.core.expression.morphable_model import load_landmark_model
+from fer3d_ros.core.expression.regressor import ExpressionRegressor
+from fer3d_ros.core.frontend.alignment import align_face
+from fer3d_ros.core.frontend.detection import default_detector
+from fer3d_ros.core.frontend.face_template import load_face_template
+from fer3d_ros.core.frontend.landmarks import DlibLandmarker
+from fer3d_ros.tools.sample_data import pyfeat_media
 from training.media import detect_faces
 from training.paths import DATA, SHARED
 

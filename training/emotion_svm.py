@@ -1,7 +1,7 @@
-"""Training the ECOC/SVM emotion classifier (fer3d_ros.core.emotion) with scikit-learn.
+"""Training the ECOC/SVM emotion classifier (fer3d_ros.core.affect.emotion) with scikit-learn.
 
 - ECOC with one-vs-all coding = `OneVsRestClassifier(SVC(kernel='rbf'))` on the signed square root
-  of the coefficients (`fer3d_ros.core.emotion.feature_map`).
+  of the coefficients (`fer3d_ros.core.affect.emotion.feature_map`).
 - Hyper-parameters (C, gamma, class weighting) by Bayesian optimisation (optuna's TPE sampler),
   scored by group-wise (subject-wise) cross-validation on the training data only: in
   `cross_validate` every outer test fold is unseen by the search that tuned its model.
@@ -21,7 +21,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 from sklearn.svm import SVC
 
-from fer3d_ros.core.emotion import EMOTIONS, EmotionClassifier, EmotionModel, feature_map
+from fer3d_ros.core.affect.emotion import EMOTIONS, EmotionClassifier, EmotionModel, feature_map
 
 
 @dataclass(frozen=True)

@@ -19,10 +19,10 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from fer3d_ros.core.detection import default_detector
-from fer3d_ros.core.fitting import FitSettings, fit_image
-from fer3d_ros.core.landmarks import DlibLandmarker
-from fer3d_ros.core.morphable_model import LandmarkModel, MorphableModel, save_landmark_model
+from fer3d_ros.core.expression.fitting import FitSettings, fit_image
+from fer3d_ros.core.expression.morphable_model import LandmarkModel, MorphableModel, save_landmark_model
+from fer3d_ros.core.frontend.detection import default_detector
+from fer3d_ros.core.frontend.landmarks import DlibLandmarker
 from training.media import detect_faces
 from training.paths import ICT_MODEL, MODELS, SHARED
 

@@ -4,7 +4,7 @@ Images: the apex frame of each of CK+'s 327 FACS-coded sequences (../shared/data
 occurrence at the apex) and the 593 neutral first frames (no AU), through the run-time path
 (training/emotion_data.py: upscale-and-pad, RetinaFace, dlib, registration, DeepExp3D). For every AU
 with at least 20 positives, 10-fold subject-wise cross-validation (no subject in two folds):
-- `intensity`: the AU's intensity from its blendshapes (fer3d_ros.core.action_units), thresholded
+- `intensity`: the AU's intensity from its blendshapes (fer3d_ros.core.expression.action_units), thresholded
   where F1 is highest on the training folds;
 - `learned`: one logistic regression per AU on all the coefficients (balanced classes), its
   regularisation C and probability threshold chosen where F1 is highest on out-of-fold
@@ -31,8 +31,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score, roc_auc_score
 from sklearn.model_selection import GroupKFold, cross_val_predict
 
-from fer3d_ros.core.action_units import MODEL_FILE, ActionUnitReader, PresenceModel
-from fer3d_ros.core.expression import default_regressor
+from fer3d_ros.core.expression.action_units import MODEL_FILE, ActionUnitReader, PresenceModel
+from fer3d_ros.core.expression.regressor import default_regressor
 from training.emotion_data import FeatureExtractor, Features, LabelledImage, calibrated_features
 from training.paths import DATA, MODELS, OUT, SHARED
 

@@ -18,9 +18,9 @@ import argparse
 import numpy as np
 from tqdm import tqdm
 
-from fer3d_ros.core.calibration import Calibrator
-from fer3d_ros.core.emotion import EmotionSmoother, default_classifier
-from fer3d_ros.core.expression import default_regressor
+from fer3d_ros.core.affect.emotion import EmotionSmoother, default_classifier
+from fer3d_ros.core.expression.calibration import Calibrator
+from fer3d_ros.core.expression.regressor import default_regressor
 from training.clip_tracks import ClipTrack, clip_track, evaluation_clips
 from training.emotion_data import calibrated_features, load_features
 from training.emotion_svm import SearchSettings, cross_validate

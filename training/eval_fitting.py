@@ -21,10 +21,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fer3d_ros.core.detection import default_detector
-from fer3d_ros.core.fitting import fit_image
-from fer3d_ros.core.landmarks import DlibLandmarker
-from fer3d_ros.core.morphable_model import LandmarkModel, load_landmark_model
+from fer3d_ros.core.expression.fitting import fit_image
+from fer3d_ros.core.expression.morphable_model import LandmarkModel, load_landmark_model
+from fer3d_ros.core.frontend.detection import default_detector
+from fer3d_ros.core.frontend.landmarks import DlibLandmarker
 from training.media import clip_detections, detect_faces
 from training.paths import OUT, SHARED
 from training.synthetic import synthetic_video

@@ -14,13 +14,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fer3d_ros.core.detection import default_detector
 from fer3d_ros.core.drawing import draw_face, inset
-from fer3d_ros.core.face_frontend import DETECT_EVERY, STAGES, FaceFrontEnd
-from fer3d_ros.core.face_template import load_face_template
-from fer3d_ros.core.landmarks import DlibLandmarker
-from fer3d_ros.core.sample_data import pyfeat_media
-from fer3d_ros.core.tracking import FaceTracker, id_switches
+from fer3d_ros.core.frontend.front_end import DETECT_EVERY, STAGES, FaceFrontEnd, FrontEndSettings
+from fer3d_ros.core.frontend.tracking import FaceTracker, id_switches
+from fer3d_ros.core.settings import replaced
+from fer3d_ros.tools.sample_data import pyfeat_media
 from training.media import read_frames
 from training.paths import OUT, SHARED
 
@@ -61,8 +59,9 @@ def main() -> None:
                         help='scheduled detections on a second thread, as face_node (tracking.detect_in_background)')
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    front_end = FaceFrontEnd(default_detector(), DlibLandmarker(), FaceTracker(), load_face_template(),
-                             detect_every=args.detect_every, background_detection=args.background)
+    settings = replaced(replaced(FrontEndSettings(), 'tracking.detect_every', args.detect_every),
+                        'tracking.detect_in_background', args.background)
+    front_end = FaceFrontEnd(settings)
 
     clips = sorted(args.videos.glob('*.mp4')) + [pyfeat_media('single_face.mp4'),
                                                   pyfeat_media('WolfgangLanger_Pexels.mp4')]

@@ -25,8 +25,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fer3d_ros.core.emotion import EMOTIONS, EmotionClassifier, default_classifier
-from fer3d_ros.core.expression import default_regressor
+from fer3d_ros.core.affect.emotion import EMOTIONS, EmotionClassifier, default_classifier
+from fer3d_ros.core.expression.regressor import default_regressor
 from training.baselines import available_baselines
 from training.emotion_data import calibrated_features, load_features
 from training.emotion_svm import SearchSettings, cross_validate

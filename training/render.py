@@ -13,10 +13,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fer3d_ros.core.detection import default_detector
-from fer3d_ros.core.landmarks import DlibLandmarker
-from fer3d_ros.core.morphable_model import MorphableModel, load_landmark_model
-from fer3d_ros.core.pose import ScaledOrthographicCamera
+from fer3d_ros.core.expression.morphable_model import MorphableModel, load_landmark_model
+from fer3d_ros.core.frontend.detection import default_detector
+from fer3d_ros.core.frontend.landmarks import DlibLandmarker
+from fer3d_ros.core.frontend.pose import ScaledOrthographicCamera
 from training.media import detect_faces, read_frames
 from training.paths import ICT_MODEL, OUT
 from training.video_fit import clean_track, fit_landmark_track, smooth_track

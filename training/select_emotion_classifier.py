@@ -35,9 +35,9 @@ import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.neural_network import MLPClassifier
 
-from fer3d_ros.core.emotion import EMOTIONS, EmotionClassifier, HeadModel, load_emotion_model
-from fer3d_ros.core.expression import ExpressionRegressor, default_regressor
-from fer3d_ros.core.morphable_model import load_landmark_model
+from fer3d_ros.core.affect.emotion import EMOTIONS, EmotionClassifier, HeadModel, load_emotion_model
+from fer3d_ros.core.expression.morphable_model import load_landmark_model
+from fer3d_ros.core.expression.regressor import ExpressionRegressor, default_regressor
 from training.emotion_data import calibrated_features, load_features
 from training.emotion_svm import SearchSettings, cross_validate, fit_model
 from training.paths import DATA, MODELS

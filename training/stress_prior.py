@@ -1,6 +1,6 @@
 """Write the literature prior stress model (models/stress_prior.json) and print what it is made of.
 
-Directions and sources of the five features: fer3d_ros/core/stress.py (PRIOR_FEATURES); every one
+Directions and sources of the five features: fer3d_ros/core/affect/stress.py (PRIOR_FEATURES); every one
 raises stress there, so each gets the same positive weight 1/sqrt(5) (no labelled data exists
 here to weigh them; the sum of 5 unit-variance z-scores over sqrt(5) has unit variance again).
 Reference levels are measured, not guessed: each feature is standardised by the median and the
@@ -17,8 +17,8 @@ import argparse
 
 import numpy as np
 
-from fer3d_ros.core.expression import default_regressor
-from fer3d_ros.core.stress import PRIOR_FEATURES, StressModel, sliding_windows, window_features
+from fer3d_ros.core.affect.stress import PRIOR_FEATURES, StressModel, sliding_windows, window_features
+from fer3d_ros.core.expression.regressor import default_regressor
 from training.clip_tracks import clip_track, evaluation_clips
 from training.paths import MODELS
 

@@ -5,8 +5,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fer3d_ros.core.morphable_model import LandmarkModel
-from fer3d_ros.core.pose import ScaledOrthographicCamera, rotation_from_euler
+from fer3d_ros.core.expression.morphable_model import LandmarkModel
+from fer3d_ros.core.frontend.pose import ScaledOrthographicCamera, rotation_from_euler
 
 
 @dataclass(frozen=True, eq=False)

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from fer3d_ros.core.emotion import EMOTIONS, EmotionClassifier
-from fer3d_ros.core.expression import default_regressor
+from fer3d_ros.core.affect.emotion import EMOTIONS, EmotionClassifier
+from fer3d_ros.core.expression.regressor import default_regressor
 from training.baselines import available_baselines
 from training.build_dataset import split_of
 from training.emotion_data import SETS, Features, calibrated_features, load_features, read_image

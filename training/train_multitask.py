@@ -40,8 +40,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from fer3d_ros.core.emotion import EMOTIONS, HeadModel
-from fer3d_ros.core.morphable_model import load_landmark_model
+from fer3d_ros.core.affect.emotion import EMOTIONS, HeadModel
+from fer3d_ros.core.expression.morphable_model import load_landmark_model
 from training.deepexp3d import ARCHITECTURES, DeepExp3D, model_id
 from training.emotion_data import FERPLUS_VOTES
 from training.export_regressor import export_onnx
@@ -190,7 +190,7 @@ class EmotionHead(nn.Module):
         return self.layers(coefficients[:, self.observable])
 
     def numpy_model(self, model_id: str, names: list[str]) -> HeadModel:
-        """The head as the run-time emotion model (fer3d_ros.core.emotion.HeadModel)."""
+        """The head as the run-time emotion model (fer3d_ros.core.affect.emotion.HeadModel)."""
         first, last = self.layers[0], self.layers[2]
         weights = (first.weight.T, first.bias, last.weight.T, last.bias)
         return HeadModel(model_id, EMOTIONS, tuple(names), 'raw', self.observable.cpu().numpy(),

@@ -31,7 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from fer3d_ros.core.morphable_model import load_landmark_model
+from fer3d_ros.core.expression.morphable_model import load_landmark_model
 from training.deepexp3d import ARCHITECTURES, DeepExp3D, model_id
 from training.export_regressor import export_onnx
 from training.paths import DATA, OUT

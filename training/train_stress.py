@@ -4,7 +4,7 @@ Input: a CSV with one row per frame and face: `subject`, optional `recording` (d
 subject), `time` (seconds), `label` (1/0 or stressed/not_stressed), one column per expression
 coefficient (the names in ExpressionArray.names), and optional `roll`, `pitch`, `yaw` (radians;
 missing = no head-motion features). Each recording is cut into windows (--window, --hop) whose
-features are those of the run-time `stress_node` (fer3d_ros/core/stress.py); a window takes its
+features are those of the run-time `stress_node` (fer3d_ros/core/affect/stress.py); a window takes its
 frames' majority label. The classifier is a logistic regression on standardised features (C by a
 group-wise grid search inside each training fold), evaluated with GroupKFold by subject: no
 subject is in both the training and the test side of a fold. The literature prior is scored on
@@ -27,7 +27,13 @@ from sklearn.model_selection import GridSearchCV, GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from fer3d_ros.core.stress import PRIOR_FEATURES, StressModel, default_stress_model, sliding_windows, window_features
+from fer3d_ros.core.affect.stress import (
+    PRIOR_FEATURES,
+    StressModel,
+    default_stress_model,
+    sliding_windows,
+    window_features,
+)
 
 RESERVED = ('subject', 'recording', 'time', 'label', 'roll', 'pitch', 'yaw', 'id')
 POSITIVE = {'1', 'stressed', 'true', 'yes'}

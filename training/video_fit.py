@@ -29,9 +29,9 @@ from scipy.optimize import lsq_linear
 from scipy.sparse.linalg import splu
 from scipy.stats import chi2
 
-from fer3d_ros.core.fitting import FitSettings, shape_system
-from fer3d_ros.core.morphable_model import LandmarkModel
-from fer3d_ros.core.pose import ScaledOrthographicCamera, fit_camera, rotation_from_euler
+from fer3d_ros.core.expression.fitting import FitSettings, shape_system
+from fer3d_ros.core.expression.morphable_model import LandmarkModel
+from fer3d_ros.core.frontend.pose import ScaledOrthographicCamera, fit_camera, rotation_from_euler
 
 MAX_GAP = 5  # K: consecutive frames without the face that end a segment
 RIGID_FRAMES = 100  # frames (evenly spaced) used to estimate the rigid face

@@ -1,4 +1,5 @@
-"""What every fer3d_ros node shares: declared parameters, diagnostics, and a main() wrapper."""
+"""What every fer3d_ros node shares: parameters declared from a stage's settings, the lifecycle,
+diagnostics, and a main() wrapper."""
 from __future__ import annotations
 
 import os
@@ -18,12 +19,15 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from rclpy.clock import Clock, ClockType
 from rclpy.context import Context
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.signals import SignalHandlerOptions
 
-from fer3d_ros.core.models import ModelFileError, find_shared_file
+from fer3d_ros.core import settings as settings_module
+from fer3d_ros.core.files import ModelFileError, find_shared_file
+from fer3d_ros.core.settings import RESTART_NOTE
 from fer3d_ros.core.threads import library_threads, limit_library_threads
 
 # Outputs and node-to-node inputs: reliable, depth 10 (camera input: image_input.py).
@@ -40,8 +44,6 @@ NO_CLOCK = ('use_sim_time is true but no /clock has arrived: stamps and time win
 # Seconds between two readings of the libraries' thread pools for the diagnostics.
 LIBRARY_THREADS_PERIOD = 30.0
 
-# The descriptor note of a read-only parameter (`ros2 param describe` shows it).
-RESTART_NOTE = '(read once at start: restart the node to change it)'
 
 
 def declare(node: Node, name: str, default, description: str, *, minimum=None, maximum=None,
@@ -79,6 +81,30 @@ def declare_library_threads(node: Node) -> int:
         "the graph's many small problems and leaves the other cores to the other nodes; 0 = the libraries' "
         'defaults (one per core, or OMP_NUM_THREADS). Where nodes share a process, the largest value holds.',
         minimum=0, maximum=256))
+
+
+class NodeSettings:
+    """A settings dataclass declared as a node's parameters, one per setting (ranges and descriptions
+    from its specs, read-only unless dynamic); `value` is the current settings. A dynamic change is
+    checked, handed to `apply(new settings)` (a ValueError it raises refuses it) and then kept."""
+
+    def __init__(self, node: Node, settings_class: type, apply: Callable[[Any], None] | None = None) -> None:
+        self._class, self._apply = settings_class, apply
+        values = {}
+        for name, default, spec in settings_module.leaves(settings_class):
+            change = (lambda value, name=name: self._change(name, value)) if spec.dynamic else None
+            values[name] = declare(node, name, default, spec.description, minimum=spec.minimum,
+                                   maximum=spec.maximum, on_change=change)
+        self.value = settings_module.check(settings_module.build(settings_class, values))
+
+    def _change(self, name: str, value: Any) -> None:
+        reason = settings_module.problem(name, value, settings_module.spec_of(self._class, name))
+        if reason:
+            raise ValueError(reason)
+        changed = settings_module.replaced(self.value, name, value)
+        if self._apply is not None:
+            self._apply(changed)
+        self.value = changed
 
 
 class ParameterSetters(dict):
@@ -119,8 +145,8 @@ class ParameterSetters(dict):
 class Diagnostics:
     """Per-node health on /diagnostics at 1 Hz: rate, latency percentiles, bad and dropped inputs."""
 
-    def __init__(self, node: Node, window: int = 100) -> None:
-        self._node = node
+    def __init__(self, node: Node, window: int = 100, state: Callable[[], str] | None = None) -> None:
+        self._node, self._state = node, state
         self._publisher = node.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._latencies: deque[float] = deque(maxlen=window)
         self._stamps: deque[float] = deque(maxlen=window)
@@ -151,7 +177,10 @@ class Diagnostics:
         span = self._stamps[-1] - self._stamps[0] if len(self._stamps) > 1 else 0.0
         rate = (len(self._stamps) - 1) / span if span > 0 else 0.0
         level, message = DiagnosticStatus.OK, 'running'
-        if self.waiting_for_clock():
+        state = self._state() if self._state else 'active'
+        if state != 'active':  # a lifecycle node that does no work now, and says why
+            level, message = (DiagnosticStatus.ERROR if 'failed' in state else DiagnosticStatus.OK), state
+        elif self.waiting_for_clock():
             level, message = DiagnosticStatus.WARN, NO_CLOCK
         elif not self.processed:
             message = 'waiting for input'
@@ -221,6 +250,113 @@ def guarded(node: Node, diagnostics: Diagnostics, expected: tuple[type[Exception
                                         throttle_duration_sec=1.0)
         return wrapper
     return decorate
+
+
+class StageNode(LifecycleNode):
+    """A fer3d_ros node: a lifecycle node around one core stage.
+
+    At construction it declares its parameters (`library_threads`, `autostart`, its stage's
+    settings); `configure` builds the stage (loads and checks the model files) and the outputs,
+    `activate` subscribes to the inputs, `deactivate` unsubscribes (the work stops; a robot pauses
+    the expensive part), `cleanup` releases the stage. With `autostart` (default) the node configures
+    and activates itself once constructed, so `ros2 run` and `ros2 launch` need no lifecycle manager;
+    a stage that cannot be built then stops the node at start with the reason. Subclasses set
+    `settings_class`, implement make_stage, make_outputs and make_inputs, and call `start()` last.
+    """
+
+    settings_class: type
+
+    def __init__(self, name: str, **kwargs) -> None:
+        super().__init__(name, **kwargs)
+        self.stage = None
+        self._inputs: list = []   # what activate made: subscriptions (or objects with a close())
+        self._outputs: list = []  # what configure made: publishers, services
+        self._failure = ''
+        declare_library_threads(self)
+        self.autostart = declare(self, 'autostart', True, 'Configure and activate the node as soon as it starts; '
+                                 'false: wait, unconfigured, for a lifecycle manager (configure loads the models, '
+                                 'activate subscribes to the inputs, deactivate pauses the work).')
+        self.settings = NodeSettings(self, self.settings_class, self._apply_settings)
+        self.diagnostics = Diagnostics(self, state=self.state_label)
+
+    def make_stage(self):
+        """The core stage, built from self.settings.value (models loaded and checked)."""
+        raise NotImplementedError
+
+    def make_outputs(self) -> list:
+        """Publishers and services (made on configure)."""
+        return []
+
+    def make_inputs(self) -> list:
+        """Subscriptions (made on activate)."""
+        return []
+
+    def _apply_settings(self, settings) -> None:
+        if self.stage is not None:
+            self.stage.apply(settings)
+
+    def start(self) -> None:
+        """Configure and activate now if `autostart`; RuntimeError with the reason if the stage cannot be built."""
+        if not self.autostart:
+            self.get_logger().info('autostart is false: waiting for a lifecycle manager (configure, activate)')
+            return
+        if self.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            raise RuntimeError(self._failure or 'configure failed')
+        self.trigger_activate()
+
+    def state_label(self) -> str:
+        """The lifecycle state ('unconfigured', 'inactive', 'active', ...), with why configure failed."""
+        label = self._state_machine.current_state[1]
+        return f'{label} (configure failed: {self._failure})' if self._failure and label == 'unconfigured' else label
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self.stage = self.make_stage()
+            self._outputs = self.make_outputs()
+        except Exception as error:  # noqa: BLE001 - any reason the stage cannot run is said the same way
+            self._failure = str(error)
+            self.get_logger().error(f'cannot configure: {error}')
+            self._release()
+            return TransitionCallbackReturn.FAILURE
+        self._failure = ''
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._inputs = self.make_inputs()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._close_inputs()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _close_inputs(self) -> None:
+        for entity in self._inputs:
+            if hasattr(entity, 'close'):
+                entity.close()
+            else:
+                self.destroy_subscription(entity)
+        self._inputs = []
+
+    def _release(self) -> None:
+        self._close_inputs()
+        for entity in self._outputs:
+            (self.destroy_publisher if hasattr(entity, 'publish') else self.destroy_service)(entity)
+        self._outputs = []
+        if hasattr(self.stage, 'close'):
+            self.stage.close()
+        self.stage = None
+
+    def destroy_node(self) -> None:
+        self._release()
+        super().destroy_node()
 
 
 class DownstreamFirstExecutor(SingleThreadedExecutor):

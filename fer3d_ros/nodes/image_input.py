@@ -19,6 +19,7 @@ started earlier, or frames replaced while the node was starting): no gap shows t
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from rclpy.event_handler import SubscriptionEventCallbacks, UnsupportedEventTypeError
 from rclpy.node import Node
@@ -27,7 +28,8 @@ from rclpy.subscription import Subscription
 from sensor_msgs.msg import CompressedImage, Image
 
 from fer3d_ros.core.image_conversion import MAX_IMAGE_PIXELS
-from fer3d_ros.nodes.common import Diagnostics, declare
+from fer3d_ros.core.settings import setting
+from fer3d_ros.nodes.common import Diagnostics
 
 RELIABILITY = {'reliable': ReliabilityPolicy.RELIABLE, 'best_effort': ReliabilityPolicy.BEST_EFFORT}
 RELIABILITY_NAMES = {policy: name for name, policy in RELIABILITY.items()}
@@ -99,28 +101,48 @@ class FrameAccount:
                 f'{self.name}_before_first': str(self.before_first) if self.sequenced else unknown}
 
 
-class ImageInput:
-    """The image subscription of a node (`image`, or `image/compressed`), its `image_reliability`
-    parameter (dynamic), and the account of its frames in the node's diagnostics."""
+@dataclass(frozen=True)
+class ImageInputSettings:
+    """The camera input's settings (face_node and overlay_node)."""
+    use_compressed: bool = setting(False, 'Subscribe to image/compressed (sensor_msgs/CompressedImage, jpeg or png) '
+                                   'instead of image (sensor_msgs/Image).')
+    image_reliability: str = setting(AUTO, 'QoS reliability of the image subscription: auto (as the publishers on the '
+                                     'topic publish, re-checked when one appears or leaves), reliable or best_effort. '
+                                     f'The queue holds {QUEUE_DEPTH} frames; the newest is taken.',
+                                     choices=(AUTO, *RELIABILITY), dynamic=True)
+    max_image_pixels: int = setting(MAX_IMAGE_PIXELS, 'Largest image taken, in pixels (width x height; default 8K '
+                                    'UHD). A larger frame (a compressed one by its header, before decoding) is skipped '
+                                    'with a log line.', minimum=1, maximum=2**31 - 1, dynamic=True)
 
-    def __init__(self, node: Node, compressed: bool, callback: Callable, diagnostics: Diagnostics) -> None:
+
+class ImageInput:
+    """The image subscription of a node (`image`, or `image/compressed`), as its settings ask, and the
+    account of its frames in the node's diagnostics. Made on activate, closed on deactivate."""
+
+    def __init__(self, node: Node, settings: ImageInputSettings, callback: Callable, diagnostics: Diagnostics) -> None:
         self._node, self._callback, self._diagnostics = node, callback, diagnostics
+        compressed = settings.use_compressed
         self._msg_type, self._topic = (CompressedImage, 'image/compressed') if compressed else (Image, 'image')
         self.account = FrameAccount()
         self._lost_before = 0  # message-lost total of the subscriptions replaced so far
         self._lost_now = 0
         self.subscription: Subscription | None = None
         self.requested = AUTO
-        self.request(declare(node, 'image_reliability', AUTO,
-                             'QoS reliability of the image subscription: auto (as the publishers on the topic '
-                             'publish, re-checked when one appears or leaves), reliable or best_effort. Depth 1.',
-                             on_change=self.request))
-        self.max_pixels = declare(node, 'max_image_pixels', MAX_IMAGE_PIXELS,
-                                  'Largest image taken, in pixels (width x height; default 8K UHD). A larger frame '
-                                  '(a compressed one by its header, before decoding) is skipped with a log line.',
-                                  minimum=1, maximum=2**31 - 1,
-                                  on_change=lambda value: setattr(self, 'max_pixels', value))
-        node.create_timer(RECHECK_PERIOD, self.match_publishers)
+        self.max_pixels = settings.max_image_pixels
+        self.request(settings.image_reliability)
+        self._timer = node.create_timer(RECHECK_PERIOD, self.match_publishers)
+
+    def apply(self, settings: ImageInputSettings) -> None:
+        """Take new values of the dynamic settings (a new reliability subscribes again)."""
+        self.max_pixels = settings.max_image_pixels
+        if settings.image_reliability != self.requested:
+            self.request(settings.image_reliability)
+
+    def close(self) -> None:
+        self._node.destroy_timer(self._timer)
+        if self.subscription is not None:
+            self._node.destroy_subscription(self.subscription)
+            self.subscription = None
 
     def request(self, reliability: str) -> None:
         """Subscribe with `reliability` (auto, reliable, best_effort); ValueError names the choices."""

@@ -17,7 +17,7 @@ from rclpy.context import Context
 from rclpy.node import Node
 from rclpy.utilities import remove_ros_args
 
-from fer3d_ros.core.models import find_shared_file
+from fer3d_ros.core.files import find_shared_file
 from fer3d_ros.nodes.common import run_nodes
 from fer3d_ros.nodes.emotion_node import EmotionNode
 from fer3d_ros.nodes.expression_node import ExpressionNode

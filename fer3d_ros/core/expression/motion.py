@@ -22,10 +22,10 @@ from functools import cache
 
 import numpy as np
 
-from fer3d_ros.core.models import find_model
-from fer3d_ros.core.morphable_model import LandmarkModel, load_landmark_model
-from fer3d_ros.core.pose import ScaledOrthographicCamera
-from fer3d_ros.core.tracking import TrackStates
+from fer3d_ros.core.expression.morphable_model import LandmarkModel, load_landmark_model
+from fer3d_ros.core.files import find_model
+from fer3d_ros.core.frontend.pose import ScaledOrthographicCamera
+from fer3d_ros.core.track_states import TrackStates
 
 MOTION_MODEL_FILE = 'ict_motion_model.npz'
 MM_PER_CM = 10.0

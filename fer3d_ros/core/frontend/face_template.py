@@ -9,7 +9,7 @@ from functools import cache
 
 import numpy as np
 
-from fer3d_ros.core.models import find_model
+from fer3d_ros.core.files import find_model
 
 # Model axes are ICT's (x to the subject's left, y up, z out of the face); camera axes are
 # OpenCV's (x right, y down, z away from the camera). A face looking at the camera has its

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from fer3d_ros.core.inference import InferenceBackend, OnnxRuntimeBackend
-from fer3d_ros.core.models import find_model
+from fer3d_ros.core.files import find_model
+from fer3d_ros.core.inference.backends import InferenceBackend, OnnxRuntimeBackend
 
 MODEL_FILE = 'retinaface_mnet025.onnx'
 MEAN_BGR = np.array([104, 117, 123], np.float32)  # the network was trained on BGR minus this mean

@@ -2,13 +2,13 @@
 
 An engine runs only on the GPU model and TensorRT version that built it, so it is built on the
 target (robot or workstation) and never shipped. Next to it goes `<engine>.json` with the key that
-fer3d_ros.core.inference.TensorRTBackend checks, the ONNX file's SHA-256 and the input shapes.
+fer3d_ros.core.inference.tensorrt.TensorRTBackend checks, the ONNX file's SHA-256 and the input shapes.
 The optimisation profile covers batches 1..max_batch; dynamic height and width (the detector's)
 need --input-size (the size tuned for) and optionally --min-input-size and --max-input-size.
 
-    python -m training.build_engine --onnx models/retinaface_mnet025.onnx --input-size 480x640 \\
+    python3 -m fer3d_ros.core.inference.engine_builder --onnx models/retinaface_mnet025.onnx --input-size 480x640 \\
         --min-input-size 120x160 --max-input-size 640x640 --max-batch 1
-    python -m training.build_engine --onnx models/X.onnx --precision int8 --calibration-dir CROPS
+    python3 -m fer3d_ros.core.inference.engine_builder --onnx models/X.onnx --precision int8 --calibration-dir CROPS
 
 INT8 uses TensorRT's entropy calibration (deprecated since TensorRT 10.1 in favour of explicit
 Q/DQ quantization, but still supported in 10.x) on images preprocessed exactly as at run time.
@@ -27,7 +27,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fer3d_ros.core.inference import (
+from fer3d_ros.core.files import require_file
+from fer3d_ros.core.inference.tensorrt import (
     PRECISIONS,
     CudaDevice,
     DeviceBuffer,
@@ -35,7 +36,6 @@ from fer3d_ros.core.inference import (
     engine_path_for,
     format_engine_key,
     open_cuda,
-    require_file,
     tensorrt_available,
     trt_logger,
 )
@@ -44,7 +44,7 @@ Shape = tuple[int, ...]
 Size = tuple[int, int]
 IMAGE_SUFFIXES = {'.jpg', '.jpeg', '.png', '.bmp', '.ppm', '.pgm', '.webp'}
 # What --calibration-dir images go through for each shipped model (module:function, BGR -> NCHW).
-DEFAULT_PREPROCESS = {'retinaface_mnet025': 'fer3d_ros.core.detection:network_input'}
+DEFAULT_PREPROCESS = {'retinaface_mnet025': 'fer3d_ros.core.frontend.detection:network_input'}
 
 
 def profile_shapes(shape: Shape, max_batch: int, input_size: Size | None = None, min_input_size: Size | None = None,

@@ -1,5 +1,5 @@
 """What a replayed run measured, frame by frame, and its report: latency per stage, faces, ids,
-emotion accuracy against labels, stress over time (ROS-free: filled by fer3d_ros.bag)."""
+emotion accuracy against labels, stress over time (ROS-free: filled by fer3d_ros.tools.bag)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fer3d_ros.core.emotion import EMOTIONS
-from fer3d_ros.core.tracking import id_switches
+from fer3d_ros.core.affect.emotion import EMOTIONS
+from fer3d_ros.core.frontend.tracking import id_switches
 
 # Output topics in data-flow order; a stage's latency runs from the previous stage's output.
 STAGE_TOPICS = ('faces', 'expressions', 'emotions')

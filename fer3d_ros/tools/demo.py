@@ -14,9 +14,9 @@ import sys
 import time
 from pathlib import Path
 
-from fer3d_ros.bag import BagError, evaluate, record
-from fer3d_ros.core.run_report import format_report
-from fer3d_ros.core.sample_data import pyfeat_media
+from fer3d_ros.tools.bag import BagError, evaluate, record
+from fer3d_ros.tools.run_report import format_report
+from fer3d_ros.tools.sample_data import pyfeat_media
 
 CLIP = 'WolfgangLanger_Pexels.mp4'
 

@@ -18,7 +18,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from fer3d_ros.core.inference import ModelFileError
+from fer3d_ros.core.files import ModelFileError
 
 DLIB_MODEL = 'shape_predictor_68_face_landmarks.dat'
 # Places the model file is installed by registry packages: Debian's libdlib-data, then PyPI's

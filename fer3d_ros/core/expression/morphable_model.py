@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from fer3d_ros.core.face_template import MODEL_TO_CAMERA
-from fer3d_ros.core.models import find_model
+from fer3d_ros.core.files import find_model
+from fer3d_ros.core.frontend.face_template import MODEL_TO_CAMERA
 
 LANDMARK_MODEL_FILE = 'ict_landmark_model.npz'
 JAW = np.arange(17)

@@ -1,12 +1,23 @@
 """Where shipped files live: a source checkout's models/, config/, msg/ or the installed share folder."""
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
-from fer3d_ros.core.inference import ModelFileError
-
 PACKAGE = 'fer3d_ros'
+
+
+class ModelFileError(FileNotFoundError):
+    """A model or engine file is missing or unreadable; the text says which and how to get it."""
+
+
+def require_file(path: str | os.PathLike, what: str, how_to_get: str) -> Path:
+    """Return `path` as a Path, or raise ModelFileError naming the file and how to obtain it."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ModelFileError(f'{what} not found: {path}. {how_to_get}')
+    return path
 
 
 def _installed_share_dir() -> Path:
@@ -21,7 +32,7 @@ def _installed_share_dir() -> Path:
 
 def share_dirs(folder: str) -> list[Path]:
     """Folders searched for `folder` (models, config, msg), in order: the source checkout, then the install."""
-    source = Path(__file__).resolve().parents[2] / folder
+    source = Path(__file__).resolve().parents[2] / folder  # fer3d_ros/core/files.py -> the checkout
     return list(dict.fromkeys([source, _installed_share_dir() / folder]))
 
 

@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fer3d_ros.core.inference import ModelFileError, require_file
-from fer3d_ros.core.models import find_model
-from fer3d_ros.core.tracking import TrackStates
+from fer3d_ros.core.files import ModelFileError, find_model, require_file
+from fer3d_ros.core.track_states import TrackStates
 
 PRIOR_FILE = 'stress_prior.json'
 STATISTICS = ('mean', 'std', 'range', 'slope')

@@ -35,10 +35,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from fer3d_ros.core.fitting import FitSettings, IdentityPrior, shape_system, solve_shape
-from fer3d_ros.core.morphable_model import LandmarkModel, load_landmark_model
-from fer3d_ros.core.pose import ScaledOrthographicCamera, fit_camera
-from fer3d_ros.core.tracking import TrackStates
+from fer3d_ros.core.expression.fitting import FitSettings, IdentityPrior, shape_system, solve_shape
+from fer3d_ros.core.expression.morphable_model import LandmarkModel, load_landmark_model
+from fer3d_ros.core.frontend.pose import ScaledOrthographicCamera, fit_camera
+from fer3d_ros.core.settings import check as check_settings
+from fer3d_ros.core.settings import setting
+from fer3d_ros.core.track_states import TrackStates
 
 INNER = np.arange(17, 68)  # brows, nose, eyes, mouth: the jaw contour slides along the silhouette
 
@@ -54,23 +56,33 @@ class CalibrationSettings:
     warm_iterations: int = 1
     identity_prior_per_frame: float = 0.01  # cm^2 per frame of evidence (training/video_fit, measured on clips)
     identity_horizon: float = 300.0         # frames over which identity evidence is forgotten (1/e)
-    max_activity_mm: float = 1.2            # RMS displacement from the neutral shape (CK+ neutral: 90 %)
-    max_angle_deg: float = 25.0             # |pitch| and |yaw| of a neutral candidate
-    window: int = 300                       # neutral candidates kept per track
-    calm_fraction: float = 0.5              # the calmest part of them that the median is taken over
-    frames_for_confidence: float = 30.0     # confidence = 1 - exp(-candidates / this)
+    calm_fraction: float = 0.5              # the calmest part of the candidates that the median is taken over
     # The identity changes over hundreds of frames: every frame's evidence is added (cheap), but the
     # belief (a 100x100 inverse) is recomputed on each of a track's first frames, then on every n-th.
     identity_refresh_every: int = 10
+    # expression_node's calibration.* parameters:
+    enabled: bool = setting(True, "Learn each tracked person's neutral face on line and publish "
+                                     'calibrated (neutral-relative) coefficients beside the raw ones.')
+    max_activity_mm: float = setting(
+        1.2, "A frame is neutral evidence below this RMS landmark displacement from the person's neutral shape "
+        '(mm); 1.2 passes 90 % of CK+ neutral frames.', minimum=0.1, maximum=20.0, dynamic=True)
+    max_angle_deg: float = setting(25.0, 'Head pitch and yaw (degrees) beyond which a frame is not neutral '
+                                            'evidence.', minimum=1.0, maximum=90.0, dynamic=True)
+    window: int = setting(300, 'Neutral frames kept per track (bounded memory: 55 floats each).',
+                                   minimum=1, maximum=100000)
+    frames_for_confidence: float = setting(30.0, 'Neutral frames that bring the confidence to 0.63 '
+                                                    '(1 - exp(-n / this)).', minimum=1.0, maximum=100000.0,
+                                                    dynamic=True)
+    forget_after: float = setting(2.0, 'Seconds after which a face that left the view loses its '
+                                           'calibration.', minimum=0.01, maximum=3600.0, dynamic=True)
 
     def check(self) -> None:
+        check_settings(self)
         problems = [name for name, ok in (
             ('fit.iterations >= 1', self.fit.iterations >= 1), ('warm_iterations >= 1', self.warm_iterations >= 1),
             ('identity_prior_per_frame > 0', self.identity_prior_per_frame > 0),
-            ('identity_horizon >= 1', self.identity_horizon >= 1), ('max_activity_mm > 0', self.max_activity_mm > 0),
-            ('0 < max_angle_deg <= 90', 0 < self.max_angle_deg <= 90), ('window >= 1', self.window >= 1),
+            ('identity_horizon >= 1', self.identity_horizon >= 1),
             ('0 < calm_fraction <= 1', 0 < self.calm_fraction <= 1),
-            ('frames_for_confidence > 0', self.frames_for_confidence > 0),
             ('identity_refresh_every >= 1', self.identity_refresh_every >= 1)) if not ok]
         if problems:
             raise ValueError(f'calibration settings out of range: need {", ".join(problems)}; got {self}')
@@ -171,13 +183,13 @@ class Calibrator:
     """Calibration of every tracked face, fed one frame at a time."""
 
     def __init__(self, n_coefficients: int, settings: CalibrationSettings = CalibrationSettings(),
-                 model: LandmarkModel | None = None, forget_after: float = 2.0, max_tracks: int | None = None) -> None:
+                 model: LandmarkModel | None = None, max_tracks: int | None = None) -> None:
         """`max_tracks`: most tracks calibrated at once (the least recently seen are dropped beyond it);
         each holds ~170 kB."""
         settings.check()
         self.n_coefficients, self.settings = n_coefficients, settings
         self.model = model or load_landmark_model()
-        self.tracks = TrackStates(self._new_track, forget_after, max_tracks)
+        self.tracks = TrackStates(self._new_track, settings.forget_after, max_tracks)
 
     def _new_track(self) -> TrackCalibration:
         return TrackCalibration(TrackIdentity(self.model, self.settings),
@@ -186,21 +198,18 @@ class Calibrator:
     def __len__(self) -> int:
         return len(self.tracks)
 
-    def configure(self, forget_after: float | None = None, **changes) -> None:
+    def configure(self, **changes) -> None:
         """Change settings at run time (`max_activity_mm=1.5`, ...); live tracks keep their evidence and
         use the new settings from their next frame. The window, the size of their buffers, cannot change."""
         settings = replace(self.settings, **changes)
         settings.check()
         if settings.window != self.settings.window:
             raise ValueError('the neutral window sizes every track\'s buffer: it is fixed once the calibrator exists')
-        if forget_after is not None and forget_after <= 0:
-            raise ValueError(f'forget_after must be > 0 seconds, got {forget_after}')
         self.settings = settings
         for face_id in self.tracks:
             track = self.tracks.get(face_id)
             track.identity.settings = track.baseline.settings = settings
-        if forget_after is not None:
-            self.tracks.forget_after = forget_after
+        self.tracks.forget_after = settings.forget_after
 
     def new_frame(self, time: float) -> bool:
         """Start a frame (stamp seconds); True if time went backwards and every track restarted."""

@@ -22,9 +22,8 @@ from functools import cached_property
 
 import numpy as np
 
-from fer3d_ros.core.inference import ModelFileError, require_file
-from fer3d_ros.core.models import find_model
-from fer3d_ros.core.tracking import TrackStates
+from fer3d_ros.core.files import ModelFileError, find_model, require_file
+from fer3d_ros.core.track_states import TrackStates
 
 # The classes, in the order of every probability vector (the label constants of Emotion.msg).
 EMOTIONS = ('neutral', 'happy', 'sad', 'surprise', 'fear', 'disgust', 'anger')

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fer3d_ros.core.models import find_model
+from fer3d_ros.core.files import find_model
 
 MODEL_FILE = 'action_units.json'  # presence models measured on CK+ for the shipped regressor
 LEVELS = 'ABCDE'

@@ -15,8 +15,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fer3d_ros.core.inference import InferenceBackend, ModelFileError, open_backend, require_file
-from fer3d_ros.core.models import find_model
+from fer3d_ros.core.files import ModelFileError, find_model, require_file
+from fer3d_ros.core.inference.backends import InferenceBackend, open_backend
 
 MODEL_FILE = 'deepexp3d_mnv2_96.onnx'
 OUTPUT = 'expression'

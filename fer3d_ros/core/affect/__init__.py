@@ -1,0 +1,1 @@
+"""Emotion and stress from expression coefficients."""

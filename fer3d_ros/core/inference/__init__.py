@@ -1,0 +1,1 @@
+"""Inference backends (ONNX Runtime, TensorRT), the engine cache and the engine builder."""

@@ -1,0 +1,84 @@
+"""The graph's work on one frame in one process, without ROS: face_node's, expression_node's,
+emotion_node's and stress_node's stages in data-flow order, with the nodes' defaults unless told
+otherwise, and the time each stage took. What `make bench` and the offline tools run, so that
+they measure what a robot runs.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fer3d_ros.core.affect.stage import (
+    EmotionFrame,
+    EmotionSettings,
+    EmotionStage,
+    FaceExpression,
+    StressFrame,
+    StressSettings,
+    StressStage,
+)
+from fer3d_ros.core.expression.stage import ExpressionFrame, ExpressionSettings, ExpressionStage, FaceInput
+from fer3d_ros.core.frontend.front_end import FaceFrontEnd, FaceObservation, FrontEndSettings
+from fer3d_ros.core.settings import group
+
+STAGES = ('front end', 'expression', 'emotion', 'stress')
+
+
+@dataclass(frozen=True)
+class PipelineSettings:
+    """Every stage's settings, each group as its node names them."""
+    face: FrontEndSettings = group(FrontEndSettings)
+    expression: ExpressionSettings = group(ExpressionSettings)
+    emotion: EmotionSettings = group(EmotionSettings)
+    stress: StressSettings = group(StressSettings)
+
+
+@dataclass
+class PipelineFrame:
+    faces: list[FaceObservation]
+    expressions: ExpressionFrame
+    emotions: EmotionFrame
+    stress: StressFrame
+    seconds: dict[str, float] = field(default_factory=dict)  # per stage (STAGES and the front end's)
+
+
+def face_input(face: FaceObservation) -> FaceInput:
+    """A front end's face as expression_node reads it from a FaceArray."""
+    box = face.box
+    return FaceInput(face.id, face.confirmed, float((box[2] - box[0]) * (box[3] - box[1])), face.crop,
+                     face.landmarks, face.pose.euler(), face.pose.scale,
+                     (float(face.pose.translation[0]), float(face.pose.translation[1])),
+                     '' if face.crop is not None else 'no aligned crop (set face_node publish_crops to true)')
+
+
+class FacePipeline:
+    def __init__(self, settings: PipelineSettings | None = None) -> None:
+        self.settings = settings = settings or PipelineSettings()
+        self.front_end = FaceFrontEnd(settings.face)
+        self.expression = ExpressionStage(settings.expression)
+        self.emotion = EmotionStage(settings.emotion)
+        self.stress = StressStage(settings.stress)
+        self.stress.set_names(self.expression.names)
+
+    def process(self, image: np.ndarray, stamp: float) -> PipelineFrame:
+        """One BGR frame stamped `stamp` seconds: what the four nodes would publish for it."""
+        start = time.perf_counter()
+        front = self.front_end.process(image)
+        seconds = {**front.seconds, 'front end': time.perf_counter() - start}
+        start = time.perf_counter()
+        expressions = self.expression.process(stamp, [face_input(face) for face in front.faces])
+        seconds['expression'], start = time.perf_counter() - start, time.perf_counter()
+        emotions = self.emotion.process(stamp, self.expression.names, [
+            FaceExpression(face.id, values, calibrated, float(confidence)) for face, values, calibrated, confidence
+            in zip(expressions.faces, expressions.coefficients, expressions.calibrated, expressions.confidence)])
+        seconds['emotion'], start = time.perf_counter() - start, time.perf_counter()
+        self.stress.add_poses(stamp, {face.id: face.pose.euler() for face in front.faces})
+        stress = self.stress.process(stamp, [(face.id, values) for face, values
+                                             in zip(expressions.faces, expressions.coefficients)])
+        seconds['stress'] = time.perf_counter() - start
+        return PipelineFrame(front.faces, expressions, emotions, stress, seconds)
+
+    def close(self) -> None:
+        self.front_end.close()

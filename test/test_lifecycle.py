@@ -1,0 +1,114 @@
+"""Every node is a lifecycle node, driven here through its lifecycle services as a lifecycle manager
+(nav2's, launch_ros') drives it, each in its own process: configure loads the models, activate
+subscribes, deactivate pauses the work, cleanup releases it; autostart (default) does the first two."""
+import numpy as np
+import pytest
+from diagnostic_msgs.msg import DiagnosticArray
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState, GetState
+from processes import start_node
+
+from fer3d_ros.core.affect.emotion import default_classifier
+from fer3d_ros.msg import EmotionArray, Expression, ExpressionArray
+from fer3d_ros.nodes.common import RELIABLE_QOS
+
+NODES = ('face_node', 'expression_node', 'emotion_node', 'stress_node', 'overlay_node')
+
+
+class Lifecycle:
+    """The lifecycle services of one node, called from the test's client node."""
+
+    def __init__(self, ros, client, node: str) -> None:
+        self.ros, self.node = ros, node
+        self._change = client.create_client(ChangeState, f'/{node}/change_state')
+        self._get = client.create_client(GetState, f'/{node}/get_state')
+
+    def wait(self, process) -> None:
+        assert self.ros.spin_until(lambda: self._change.service_is_ready() and self._get.service_is_ready()
+                                   or not process.running(), 60), process.output
+
+    def _call(self, client, request):
+        future = client.call_async(request)
+        assert self.ros.spin_until(future.done, 60), f'{self.node} did not answer'
+        return future.result()
+
+    def state(self) -> str:
+        return self._call(self._get, GetState.Request()).current_state.label
+
+    def change(self, transition: int) -> bool:
+        return self._call(self._change, ChangeState.Request(transition=Transition(id=transition))).success
+
+
+def arguments(node: str) -> list[str]:
+    return ['-p', 'autostart:=false', *(['-p', 'backend:=onnxruntime'] if node == 'expression_node' else [])]
+
+
+@pytest.mark.parametrize('node', NODES)
+def test_a_node_started_without_autostart_goes_through_every_transition(ros, tmp_path, node):
+    process = start_node(node, tmp_path / f'{node}.log', *arguments(node))
+    lifecycle = Lifecycle(ros, ros.node('manager'), node)
+    try:
+        lifecycle.wait(process)
+        assert lifecycle.state() == 'unconfigured'
+        for transition, state in ((Transition.TRANSITION_CONFIGURE, 'inactive'),
+                                  (Transition.TRANSITION_ACTIVATE, 'active'),
+                                  (Transition.TRANSITION_DEACTIVATE, 'inactive'),
+                                  (Transition.TRANSITION_ACTIVATE, 'active'),
+                                  (Transition.TRANSITION_DEACTIVATE, 'inactive'),
+                                  (Transition.TRANSITION_CLEANUP, 'unconfigured'),
+                                  (Transition.TRANSITION_CONFIGURE, 'inactive')):
+            assert lifecycle.change(transition), f'{node}: transition {transition} refused:\n{process.output}'
+            assert lifecycle.state() == state
+    finally:
+        assert process.stop() == 0, process.output
+
+
+def expressions_of(names: list[str], stamp: int) -> ExpressionArray:
+    msg = ExpressionArray(names=names, model_id='test', expressions=[
+        Expression(id='f0001', coefficients=np.full(len(names), 0.1, np.float32))])
+    msg.header.stamp.sec = stamp
+    return msg
+
+
+def test_an_inactive_node_does_no_work_and_a_failed_configure_says_why(ros, tmp_path):
+    """emotion_node: nothing comes out before activate and after deactivate; a configure that cannot
+    load its model leaves the node unconfigured, with the file named in its state on /diagnostics."""
+    names = list(default_classifier().model.feature_names)
+    process = start_node('emotion_node', tmp_path / 'emotion.log', *arguments('emotion_node'))
+    client = ros.node('manager')
+    lifecycle = Lifecycle(ros, client, 'emotion_node')
+    emotions = []
+    client.create_subscription(EmotionArray, 'emotions', emotions.append, RELIABLE_QOS)
+    expressions = client.create_publisher(ExpressionArray, 'expressions', RELIABLE_QOS)
+    try:
+        lifecycle.wait(process)
+        assert lifecycle.change(Transition.TRANSITION_CONFIGURE) and expressions.get_subscription_count() == 0
+        assert lifecycle.change(Transition.TRANSITION_ACTIVATE)
+        assert ros.spin_until(lambda: expressions.get_subscription_count() == 1, 10)
+        ros.spin_for(0.5)
+        expressions.publish(expressions_of(names, 1))
+        assert ros.spin_until(lambda: emotions, 10)
+        assert lifecycle.change(Transition.TRANSITION_DEACTIVATE)
+        assert ros.spin_until(lambda: expressions.get_subscription_count() == 0, 10)
+        expressions.publish(expressions_of(names, 2))
+        ros.spin_for(1.0)
+        assert [msg.header.stamp.sec for msg in emotions] == [1]
+        assert lifecycle.change(Transition.TRANSITION_CLEANUP)
+    finally:
+        assert process.stop() == 0, process.output
+
+    broken = start_node('emotion_node', tmp_path / 'broken.log', *arguments('emotion_node'),
+                        '-p', 'model:=/nonexistent/emotion.npz')
+    lifecycle = Lifecycle(ros, client, 'emotion_node')
+    statuses = []
+    client.create_subscription(DiagnosticArray, '/diagnostics', lambda msg: statuses.extend(msg.status), 100)
+    try:
+        lifecycle.wait(broken)
+        assert not lifecycle.change(Transition.TRANSITION_CONFIGURE)
+        assert lifecycle.state() == 'unconfigured' and broken.running()
+        said = lambda: [s for s in statuses if s.name == '/emotion_node' and 'configure failed' in s.message]
+        assert ros.spin_until(said, 10), [s.message for s in statuses]
+    finally:
+        broken.stop()
+    assert '/nonexistent/emotion.npz' in said()[-1].message and '/nonexistent/emotion.npz' in broken.output
+
