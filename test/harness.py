@@ -73,3 +73,7 @@ class RosHarness:
             node.destroy_node()
         self.executor.shutdown()
         rclpy.try_shutdown(context=self.context)
+        # Destroying the handle ends the DDS participant now: a shut-down context's participant
+        # otherwise lives on until garbage collection, and its nodes' services (lifecycle ones)
+        # stay in the graph for the tests that follow.
+        self.context.destroy()

@@ -54,3 +54,18 @@ def test_the_runtime_has_no_import_cycles():
         if name not in state:
             cycle = visit(name, [])
             assert cycle is None, ' -> '.join(cycle)
+
+
+def test_parameters_are_declared_only_from_settings_dataclasses():
+    """Each default, range and description is written once, in a settings dataclass."""
+    offenders = [f'{path.name}:{number}' for path in (PACKAGE / 'nodes').glob('*.py') if path.name != 'common.py'
+                 for number, line in enumerate(path.read_text().splitlines(), 1)
+                 if 'declare(' in line or 'declare_parameter(' in line]
+    assert not offenders, offenders
+
+
+def test_the_parameter_reference_is_written_from_the_settings():
+    from fer3d_ros.tools.reference import reference
+    committed = (PACKAGE.parent / 'docs' / 'parameters.md').read_text()
+    assert committed == reference(), \
+        'docs/parameters.md is stale: python -m fer3d_ros.tools.reference > docs/parameters.md'

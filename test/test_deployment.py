@@ -20,7 +20,7 @@ from fer3d_ros.core.settings import replaced
 from fer3d_ros.core.video import read_frames
 from fer3d_ros.msg import EmotionArray, ExpressionArray, Face, FaceArray, FaceMotion, FaceMotionArray
 from fer3d_ros.nodes.common import RELIABLE_QOS
-from fer3d_ros.nodes.face_node import FaceNode
+from fer3d_ros.nodes.messages import face_message
 from fer3d_ros.tools.sample_data import pyfeat_media
 from training.paths import SHARED
 
@@ -100,7 +100,7 @@ def calm_face_arrays() -> list[FaceArray]:
     for frame in read_frames(CALM_CLIP, max_frames=90):
         faces = front_end.process(frame).faces
         arrays.append(FaceArray(image_width=frame.shape[1], image_height=frame.shape[0],
-                                faces=[FaceNode.face_message(face, FaceArray().header) for face in faces]))
+                                faces=[face_message(face, FaceArray().header) for face in faces]))
     return arrays
 
 

@@ -14,7 +14,7 @@ from fer3d_ros.core.image_conversion import image_to_numpy, numpy_to_image
 from fer3d_ros.core.video import read_frames
 from fer3d_ros.msg import ActionUnitArray, ExpressionArray, Face, FaceArray, FaceMotionArray
 from fer3d_ros.nodes.expression_node import ExpressionNode
-from fer3d_ros.nodes.face_node import FaceNode
+from fer3d_ros.nodes.messages import face_message
 from fer3d_ros.tools.sample_data import pyfeat_media
 from training.paths import SHARED
 
@@ -59,7 +59,7 @@ def test_expressions_follow_faces_with_the_same_header_and_ids(ros, front_end):
     front_end.tracker.reset()
     faces = front_end.process(image).faces
     msg = FaceArray(image_width=128, image_height=128,
-                    faces=[FaceNode.face_message(face, FaceArray().header) for face in faces])
+                    faces=[face_message(face, FaceArray().header) for face in faces])
     msg.header.stamp.sec, msg.header.frame_id = 42, 'camera'
     assert ros.spin_until(lambda: publisher.get_subscription_count() >= 1)
     publisher.publish(msg)
@@ -73,7 +73,7 @@ def test_expressions_follow_faces_with_the_same_header_and_ids(ros, front_end):
 
 def test_face_arrays_replaced_while_the_network_runs_are_counted(ros, front_end):
     node, publisher, received = _expression_graph(ros)
-    face = FaceNode.face_message(_crop(front_end, sorted((CKPLUS / 'happiness').glob('*.png'))[0]), FaceArray().header)
+    face = face_message(_crop(front_end, sorted((CKPLUS / 'happiness').glob('*.png'))[0]), FaceArray().header)
     publisher.publish(FaceArray(faces=[face]))
     assert ros.spin_until(lambda: len(received) == 1)
     for _ in range(4):  # while the node is not spun: the one-deep queue keeps the newest
@@ -91,7 +91,7 @@ def test_a_track_seen_at_rest_gets_calibrated_and_a_reset_starts_it_again(ros, f
     their own neutral; ~reset_calibration drops it."""
     node, publisher, received = _expression_graph(ros)
     happy_path = sorted((CKPLUS / 'happiness').glob('*.png'))[0]
-    neutral, happy = (FaceNode.face_message(_crop(front_end, path), FaceArray().header)
+    neutral, happy = (face_message(_crop(front_end, path), FaceArray().header)
                       for path in (happy_path.parent.parent / 'neutral' / (happy_path.name[:9] + '00000001.png'),
                                    happy_path))
 
@@ -124,7 +124,7 @@ def test_a_track_seen_at_rest_gets_calibrated_and_a_reset_starts_it_again(ros, f
 
 def _face(front_end, face_id: str, path=None) -> Face:
     """A Face message as face_node sends it (bgr8 crop), of a CK+ neutral frame."""
-    face = FaceNode.face_message(_crop(front_end, path or sorted(CKPLUS.glob('neutral/*.png'))[0]), FaceArray().header)
+    face = face_message(_crop(front_end, path or sorted(CKPLUS.glob('neutral/*.png'))[0]), FaceArray().header)
     face.id = face_id
     return face
 
@@ -173,7 +173,7 @@ def test_crops_are_read_by_their_encoding(ros, front_end):
     node, publisher, received = _expression_graph(ros)
     front_end.tracker.reset()
     colour = front_end.process(next(read_frames(pyfeat_media('WolfgangLanger_Pexels.mp4')))).faces[0]
-    bgr, rgb = (FaceNode.face_message(colour, FaceArray().header) for _ in range(2))
+    bgr, rgb = (face_message(colour, FaceArray().header) for _ in range(2))
     rgb.id = 'f0002'
     rgb.crop = numpy_to_image(image_to_numpy(bgr.crop)[..., ::-1], 'rgb8', rgb.crop.header)
     out = _send(ros, publisher, received, [bgr, rgb], 0)
@@ -205,7 +205,7 @@ def _send(ros, publisher, received, faces, frame: int, size: tuple[int, int] = (
 
 def test_only_confirmed_and_calibration_thresholds_change_at_run_time(ros, front_end):
     node, publisher, received = _expression_graph(ros)
-    neutral = FaceNode.face_message(_crop(front_end, sorted(CKPLUS.glob('neutral/*.png'))[0]), FaceArray().header)
+    neutral = face_message(_crop(front_end, sorted(CKPLUS.glob('neutral/*.png'))[0]), FaceArray().header)
     for frame in range(5):
         out = _send(ros, publisher, received, [neutral], frame)
     assert out.expressions[0].calibration_confidence == pytest.approx(1 - np.exp(-5 / 30), abs=1e-6)
@@ -228,7 +228,7 @@ def test_missing_model_stops_the_node_with_a_clear_message(ros):
 
 def test_action_units_come_with_the_image_header_only_while_someone_listens(ros, front_end):
     node, publisher, received = _expression_graph(ros)
-    happy = FaceNode.face_message(_crop(front_end, sorted((CKPLUS / 'happiness').glob('*.png'))[0]), FaceArray().header)
+    happy = face_message(_crop(front_end, sorted((CKPLUS / 'happiness').glob('*.png'))[0]), FaceArray().header)
     _send(ros, publisher, received, [happy], 0)
     assert node.au_publisher.get_subscription_count() == 0  # nobody listened: nothing was read
     units = []
@@ -249,7 +249,7 @@ def test_face_motion_is_published_from_a_track_second_frame_and_only_while_someo
     node, publisher, received = _expression_graph(ros)
     frames = list(read_frames(pyfeat_media('WolfgangLanger_Pexels.mp4'), max_frames=3))
     front_end.tracker.reset()
-    faces = [FaceNode.face_message(front_end.process(frame).faces[0], FaceArray().header) for frame in frames]
+    faces = [face_message(front_end.process(frame).faces[0], FaceArray().header) for frame in frames]
     _send(ros, publisher, received, [faces[0]], 0)
     assert len(node.stage.motion.tracks) == 0  # nobody listened: no motion was computed
     motions = []

@@ -5,10 +5,11 @@ from rclpy.parameter import Parameter
 from rclpy.qos import ReliabilityPolicy
 from sensor_msgs.msg import Image
 
+from fer3d_ros.core import overlay
 from fer3d_ros.core.drawing import FaceAnnotation, annotate
 from fer3d_ros.core.image_conversion import image_to_numpy, numpy_to_image
+from fer3d_ros.core.overlay import Overlay
 from fer3d_ros.msg import Emotion, EmotionArray, Face, FaceArray, FaceMotion, FaceMotionArray, Stress, StressArray
-from fer3d_ros.nodes import overlay_node
 from fer3d_ros.nodes.overlay_node import OverlayNode
 
 BOX = (40, 30, 120, 110)  # x0, y0, x1, y1 in a 160 x 120 image
@@ -78,7 +79,7 @@ def test_draws_faces_emotions_and_stress_on_the_image_of_their_stamp(ros):
 
 def test_nothing_is_drawn_while_nobody_subscribes(ros, monkeypatch):
     drawn = []
-    monkeypatch.setattr(overlay_node, 'annotate', lambda image, faces: drawn.append(faces))
+    monkeypatch.setattr(overlay, 'annotate', lambda image, faces: drawn.append(faces))
     graph = Graph(ros, watch=False)
     graph.send(*frame(1))
     assert ros.spin_until(lambda: graph.node.unwatched_images == 1, timeout=2.0)
@@ -160,9 +161,10 @@ def test_motion_of_the_wrong_size_or_not_finite_is_said_when_it_comes_and_not_ke
     motion.faces[0].pixels_per_mm = float('nan')
     graph.node.on_motion(motion)
     assert 'f0001' not in graph.node.stage.latest_motion and 'not finite' in graph.node.diagnostics.last_error
-    image = np.zeros((120, 160, 3), np.uint8)
-    graph.node.draw_motion(image, frame(7)[1])
-    assert not image.any()
+    image, without_motion = np.zeros((120, 160, 3), np.uint8), np.zeros((120, 160, 3), np.uint8)
+    graph.node.stage.draw(image, frame(7)[1], {})
+    Overlay(graph.node.settings.value).draw(without_motion, frame(7)[1], {})
+    assert np.array_equal(image, without_motion)  # the frame is drawn without the face's motion
 
 
 def test_annotate_draws_box_landmarks_and_bars_in_place():

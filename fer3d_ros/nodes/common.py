@@ -10,6 +10,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,7 +28,7 @@ from rclpy.signals import SignalHandlerOptions
 
 from fer3d_ros.core import settings as settings_module
 from fer3d_ros.core.files import ModelFileError, find_shared_file
-from fer3d_ros.core.settings import RESTART_NOTE
+from fer3d_ros.core.settings import RESTART_NOTE, setting
 from fer3d_ros.core.threads import library_threads, limit_library_threads
 
 # Outputs and node-to-node inputs: reliable, depth 10 (camera input: image_input.py).
@@ -72,15 +73,28 @@ def declare(node: Node, name: str, default, description: str, *, minimum=None, m
     return value
 
 
-def declare_library_threads(node: Node) -> int:
-    """Every node's `library_threads`, applied to its process at once (see core.threads: a robot's
-    shell sets no OMP_NUM_THREADS, and unpinned pools made the graph four times slower)."""
-    return limit_library_threads(declare(
-        node, 'library_threads', 1,
-        "Threads of each BLAS, OpenMP and OpenCV pool in this node's process (NumPy, SciPy, OpenCV). 1 suits "
-        "the graph's many small problems and leaves the other cores to the other nodes; 0 = the libraries' "
-        'defaults (one per core, or OMP_NUM_THREADS). Where nodes share a process, the largest value holds.',
-        minimum=0, maximum=256))
+@dataclass(frozen=True)
+class ProcessSettings:
+    """What every fer3d_ros node sets for its process."""
+    library_threads: int = setting(
+        1, "Threads of each BLAS, OpenMP and OpenCV pool in this node's process (NumPy, SciPy, OpenCV). 1 suits the "
+        "graph's many small problems and leaves the other cores to the other nodes; 0 = the libraries' defaults (one "
+        'per core, or OMP_NUM_THREADS). Where nodes share a process, the largest value holds.', minimum=0, maximum=256)
+
+
+@dataclass(frozen=True)
+class LifecycleSettings:
+    autostart: bool = setting(True, 'Configure and activate the node as soon as it starts; false: wait, unconfigured, '
+                              'for a lifecycle manager (configure loads the models, activate subscribes to the '
+                              'inputs, deactivate pauses the work).')
+
+
+def declare_process_settings(node: Node) -> ProcessSettings:
+    """A node's ProcessSettings, its thread pools limited at once (see core.threads: a robot's shell
+    sets no OMP_NUM_THREADS, and unpinned pools made the graph four times slower)."""
+    settings = NodeSettings(node, ProcessSettings).value
+    limit_library_threads(settings.library_threads)
+    return settings
 
 
 class NodeSettings:
@@ -264,7 +278,8 @@ class StageNode(LifecycleNode):
     `settings_class`, implement make_stage, make_outputs and make_inputs, and call `start()` last.
     """
 
-    settings_class: type
+    settings_class: type               # the stage's settings
+    input_settings_class: type | None = None  # the inputs' (ROS side), if any
 
     def __init__(self, name: str, **kwargs) -> None:
         super().__init__(name, **kwargs)
@@ -272,11 +287,11 @@ class StageNode(LifecycleNode):
         self._inputs: list = []   # what activate made: subscriptions (or objects with a close())
         self._outputs: list = []  # what configure made: publishers, services
         self._failure = ''
-        declare_library_threads(self)
-        self.autostart = declare(self, 'autostart', True, 'Configure and activate the node as soon as it starts; '
-                                 'false: wait, unconfigured, for a lifecycle manager (configure loads the models, '
-                                 'activate subscribes to the inputs, deactivate pauses the work).')
+        declare_process_settings(self)
+        self.autostart = NodeSettings(self, LifecycleSettings).value.autostart
         self.settings = NodeSettings(self, self.settings_class, self._apply_settings)
+        self.input_settings = NodeSettings(self, self.input_settings_class, self._apply_input_settings) \
+            if self.input_settings_class else None
         self.diagnostics = Diagnostics(self, state=self.state_label)
 
     def make_stage(self):
@@ -294,6 +309,12 @@ class StageNode(LifecycleNode):
     def _apply_settings(self, settings) -> None:
         if self.stage is not None:
             self.stage.apply(settings)
+
+    def _apply_input_settings(self, settings) -> None:
+        """Dynamic input settings reach whatever of the active inputs has an apply()."""
+        for entity in self._inputs:
+            if hasattr(entity, 'apply'):
+                entity.apply(settings)
 
     def start(self) -> None:
         """Configure and activate now if `autostart`; RuntimeError with the reason if the stage cannot be built."""
@@ -356,6 +377,9 @@ class StageNode(LifecycleNode):
 
     def destroy_node(self) -> None:
         self._release()
+        # rclpy's LifecycleNode never destroys its state machine, which keeps the node's handle, and so
+        # its DDS participant, alive after the node and its context are gone.
+        self._state_machine.destroy_when_not_in_use()
         super().destroy_node()
 
 

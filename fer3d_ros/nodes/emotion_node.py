@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 from rclpy.time import Time
 
-from fer3d_ros.core.affect.stage import EmotionSettings, EmotionStage, FaceExpression
-from fer3d_ros.msg import Emotion, EmotionArray, ExpressionArray
+from fer3d_ros.core.affect.stage import EmotionSettings, EmotionStage
+from fer3d_ros.msg import EmotionArray, ExpressionArray
 from fer3d_ros.nodes.common import RELIABLE_QOS, StageNode, guarded, report_problems, run_node
+from fer3d_ros.nodes.messages import emotion_array, face_expressions
 
 
 class EmotionNode(StageNode):
@@ -34,18 +34,13 @@ class EmotionNode(StageNode):
 
     def on_expressions(self, msg: ExpressionArray) -> None:
         start = time.perf_counter()
-        faces = [FaceExpression(e.id, np.asarray(e.coefficients), np.asarray(e.calibrated), e.calibration_confidence)
-                 for e in msg.expressions]
-        frame = self.stage.process(Time.from_msg(msg.header.stamp).nanoseconds * 1e-9, msg.names, faces)
+        frame = self.stage.process(Time.from_msg(msg.header.stamp).nanoseconds * 1e-9, msg.names,
+                                   face_expressions(msg))
         report_problems(self, self.diagnostics, 'skipped faces', frame.problems)
         if frame.restarted:
             self.get_logger().info('time went backwards (a replayed bag?): smoothing state cleared')
-        classes = self.stage.classes
-        self.publisher.publish(EmotionArray(
-            header=msg.header, model_id=self.stage.classifier.model.model_id, labels=list(classes),
-            emotions=[Emotion(id=face_id, label=classes[int(p.argmax())], confidence=float(p.max()),
-                              probabilities=p.astype(np.float32), calibrated=bool(c))
-                      for face_id, p, c in zip(frame.ids, frame.probabilities, frame.calibrated)]))
+        self.publisher.publish(emotion_array(msg.header, self.stage.classifier.model.model_id, self.stage.classes,
+                                             frame))
         self.diagnostics.extra['tracked_faces'] = str(len(self.stage.smoother))
         self.diagnostics.extra['calibrated_faces_last_frame'] = str(int(frame.calibrated.sum()))
         self.diagnostics.record(time.perf_counter() - start)

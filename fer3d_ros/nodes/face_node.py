@@ -6,19 +6,20 @@ import time
 import numpy as np
 from sensor_msgs.msg import CompressedImage, Image
 
-from fer3d_ros.core.frontend.front_end import FaceFrontEnd, FaceObservation, FrontEndSettings
-from fer3d_ros.core.image_conversion import ImageConversionError, message_to_bgr8, numpy_to_image
-from fer3d_ros.msg import Face, FaceArray
-from fer3d_ros.nodes.common import RELIABLE_QOS, NodeSettings, StageNode, guarded, run_node
+from fer3d_ros.core.frontend.front_end import FaceFrontEnd, FrontEndSettings
+from fer3d_ros.core.image_conversion import ImageConversionError, message_to_bgr8
+from fer3d_ros.msg import FaceArray
+from fer3d_ros.nodes.common import RELIABLE_QOS, StageNode, guarded, run_node
 from fer3d_ros.nodes.image_input import ImageInput, ImageInputSettings
+from fer3d_ros.nodes.messages import face_message
 
 
 class FaceNode(StageNode):
+    input_settings_class = ImageInputSettings
     settings_class = FrontEndSettings
 
     def __init__(self, **kwargs) -> None:
         super().__init__('face_node', **kwargs)
-        self.input_settings = NodeSettings(self, ImageInputSettings, self._apply_input_settings)
         self.image_input: ImageInput | None = None
         self.start()
 
@@ -40,32 +41,14 @@ class FaceNode(StageNode):
                                f'{self.stage.landmarker.model_path.name}, listening on {self.image_input}')
         return [self.image_input]
 
-    def _apply_input_settings(self, settings: ImageInputSettings) -> None:
-        if self.image_input is not None and self._inputs:
-            self.image_input.apply(settings)
-
     def on_image(self, msg: Image | CompressedImage) -> None:
         start = time.perf_counter()
         image = message_to_bgr8(msg, self.input_settings.value.max_image_pixels)
         result = self.stage.process(np.ascontiguousarray(image))
         out = FaceArray(header=msg.header, image_width=image.shape[1], image_height=image.shape[0],
-                        faces=[self.face_message(face, msg.header) for face in result.faces])
+                        faces=[face_message(face, msg.header) for face in result.faces])
         self.publisher.publish(out)
         self.diagnostics.record(time.perf_counter() - start)
-
-    @staticmethod
-    def face_message(face: FaceObservation, header) -> Face:
-        roll, pitch, yaw = face.pose.euler()
-        x0, y0, x1, y1 = (float(v) for v in face.box)
-        msg = Face(id=face.id, confirmed=face.confirmed, confidence=face.score,
-                   x=x0, y=y0, width=x1 - x0, height=y1 - y0,
-                   landmarks=face.landmarks.astype(np.float32).ravel(),
-                   roll=roll, pitch=pitch, yaw=yaw, scale=face.pose.scale,
-                   tx=float(face.pose.translation[0]), ty=float(face.pose.translation[1]),
-                   alignment=face.alignment.astype(np.float32).ravel())
-        if face.crop is not None:
-            msg.crop = numpy_to_image(face.crop, 'bgr8', header)
-        return msg
 
 
 def main(args: list[str] | None = None) -> int:

@@ -8,8 +8,9 @@ import numpy as np
 from rclpy.time import Time
 
 from fer3d_ros.core.affect.stage import StressSettings, StressStage
-from fer3d_ros.msg import ExpressionArray, FaceArray, Stress, StressArray
+from fer3d_ros.msg import ExpressionArray, FaceArray, StressArray
 from fer3d_ros.nodes.common import RELIABLE_QOS, StageNode, guarded, report_problems, run_node
+from fer3d_ros.nodes.messages import stress_array
 
 
 class StressNode(StageNode):
@@ -51,10 +52,7 @@ class StressNode(StageNode):
             self.get_logger().info('time went backwards (a replayed bag?): every stress window restarted')
         report_problems(self, self.diagnostics, 'skipped samples', frame.problems)
         if frame.estimates:
-            self.publisher.publish(StressArray(header=msg.header, model_id=self.stage.model.model_id, stresses=[
-                Stress(id=s.id, probability=s.probability,
-                       label=Stress.STRESSED if s.probability >= 0.5 else Stress.NOT_STRESSED,
-                       window_seconds=s.window_seconds, num_samples=s.num_samples) for s in frame.estimates]))
+            self.publisher.publish(stress_array(msg.header, self.stage.model.model_id, frame.estimates))
         self.diagnostics.extra['tracked_faces'] = str(len(self.stage.estimator.tracks))
         self.diagnostics.record(time.perf_counter() - start)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import sys
 import time
+from dataclasses import dataclass
 
 import cv2
 from rclpy.node import Node
@@ -25,9 +26,10 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 from fer3d_ros.core.image_conversion import numpy_to_image
+from fer3d_ros.core.settings import setting
 from fer3d_ros.core.video import TILE_COPIES, read_frames, tiled
 from fer3d_ros.msg import EmotionArray
-from fer3d_ros.nodes.common import RELIABLE_QOS, Diagnostics, declare, declare_library_threads, run_node
+from fer3d_ros.nodes.common import RELIABLE_QOS, Diagnostics, NodeSettings, declare_process_settings, run_node
 from fer3d_ros.nodes.image_input import RELIABILITY
 
 LOOP_FRAMES = 90
@@ -38,34 +40,38 @@ DISCOVERY_SETTLE = 1.0
 ANSWER_TIMEOUT = 1.0  # closed loop: seconds without emotions after which the next frame goes anyway
 
 
+@dataclass(frozen=True)
+class VideoCameraSettings:
+    video: str = setting('', 'Video file to play (any format OpenCV reads); required.')
+    width: int = setting(640, 'Width of the published frames (pixels).', minimum=16, maximum=8192)
+    height: int = setting(480, 'Height of the published frames (pixels).', minimum=16, maximum=8192)
+    rate: float = setting(30.0, 'Frames per second (closed loop: at most).', minimum=0.1, maximum=1000.0)
+    reliability: str = setting('reliable', 'QoS reliability: reliable or best_effort.', choices=tuple(RELIABILITY))
+    compressed: bool = setting(False, 'Publish jpeg on image/compressed instead of image.')
+    frames: int = setting(0, 'Frames to publish before stopping; 0 = until shut down.', minimum=0, maximum=2**31 - 1)
+    frame_id: str = setting('camera_optical_frame', 'frame_id of the published headers.')
+    copies: int = setting(1, 'Copies of the clip tiled into each frame: as many moving faces.',
+                          choices=tuple(TILE_COPIES))
+    closed_loop: bool = setting(False, 'Send the next frame as soon as the emotions of the last one arrive on '
+                                f'`emotions` (or {ANSWER_TIMEOUT:g} s without them), at most at `rate`: the '
+                                "graph's own pace.")
+    wait_for_subscriber: bool = setting(True, 'Start publishing once a subscriber is connected (measurements then '
+                                        'count from a connected graph); false: publish from the start.')
+
+
 class VideoCamera(Node):
     def __init__(self, **kwargs) -> None:
         super().__init__('video_camera', **kwargs)
-        declare_library_threads(self)
+        declare_process_settings(self)
         self.published = None  # set once the node is ready
-        video = declare(self, 'video', '', 'Video file to play (any format OpenCV reads); required.')
-        if not video:
+        settings = NodeSettings(self, VideoCameraSettings).value
+        if not settings.video:
             raise ValueError('no video to play: set the parameter video (-p video:=/path/to/clip.mp4)')
-        width = declare(self, 'width', 640, 'Width of the published frames (pixels).', minimum=16, maximum=8192)
-        height = declare(self, 'height', 480, 'Height of the published frames (pixels).', minimum=16, maximum=8192)
-        rate = declare(self, 'rate', 30.0, 'Frames per second.', minimum=0.1, maximum=1000.0)
-        reliability = declare(self, 'reliability', 'reliable', 'QoS reliability: reliable or best_effort.')
-        if reliability not in RELIABILITY:
-            raise ValueError(f'reliability must be reliable or best_effort, got {reliability!r}')
-        self.compressed = declare(self, 'compressed', False, 'Publish jpeg on image/compressed instead of image.')
-        self.max_frames = declare(self, 'frames', 0, 'Frames to publish before stopping; 0 = until shut down.',
-                                  minimum=0, maximum=2**31 - 1)
-        self.frame_id = declare(self, 'frame_id', 'camera_optical_frame', 'frame_id of the published headers.')
-        self.copies = declare(self, 'copies', 1, 'Copies of the clip tiled into each frame (1, 2, 4 or 8): as many '
-                              'moving faces.', minimum=1, maximum=8)
-        if self.copies not in TILE_COPIES:
-            raise ValueError(f'copies must be 1, 2, 4 or 8, got {self.copies}')
-        closed_loop = declare(self, 'closed_loop', False,
-                              'Send the next frame as soon as the emotions of the last one arrive on `emotions` '
-                              f'(or {ANSWER_TIMEOUT:g} s without them), at most at `rate`: the graph\'s own pace.')
-        self.wait_for_subscriber = declare(self, 'wait_for_subscriber', True,
-                                           'Start publishing once a subscriber is connected (measurements then '
-                                           'count from a connected graph); false: publish from the start.')
+        video, width, height, rate, reliability = (settings.video, settings.width, settings.height, settings.rate,
+                                                   settings.reliability)
+        self.compressed, self.max_frames, self.frame_id = settings.compressed, settings.frames, settings.frame_id
+        self.copies, closed_loop, self.wait_for_subscriber = (settings.copies, settings.closed_loop,
+                                                              settings.wait_for_subscriber)
         # The first seconds, decoded once and looped: decoding stays out of the measurements, and
         # memory stays small at any output size (frames are resized as they are published).
         self.size = (width, height)
