@@ -101,7 +101,7 @@ def launch_setup(context):
     import yaml
     from ament_index_python.packages import get_package_share_directory
     from launch.actions import RegisterEventHandler
-    from launch.event_handlers import OnProcessExit
+    from launch.event_handlers import OnProcessExit, OnShutdown
     from launch_ros.actions import Node
 
     arguments = resolve_arguments({name: context.launch_configurations[name] for name in ARGUMENTS})
@@ -128,9 +128,12 @@ def launch_setup(context):
     else:
         nodes = [Node(executable=executable, parameters=[os.path.join(config_dir, config), *user_files, file.name],
                       **common) for executable, config, _, _ in NODES if executable in started]
+    # The overrides file is the launch's own: it goes when the launch ends.
+    cleanup = RegisterEventHandler(OnShutdown(on_shutdown=lambda event, context: os.unlink(file.name)))
     if arguments['respawn']:
-        return nodes
-    return [*nodes, *(RegisterEventHandler(OnProcessExit(target_action=node, on_exit=end_launch)) for node in nodes)]
+        return [*nodes, cleanup]
+    return [*nodes, cleanup,
+            *(RegisterEventHandler(OnProcessExit(target_action=node, on_exit=end_launch)) for node in nodes)]
 
 
 def end_launch(event, context):

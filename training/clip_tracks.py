@@ -61,7 +61,7 @@ def clip_track(path: Path, regressor: ExpressionRegressor, cache: Path | None = 
     capture = cv2.VideoCapture(str(path))
     fps = capture.get(cv2.CAP_PROP_FPS) or 30.0
     capture.release()
-    # Pseudo-ground truth detects on every frame (DESIGN §1), not on face_node's schedule.
+    # Pseudo-ground truth detects on every frame (the paper's method), not on face_node's schedule.
     front_end = FaceFrontEnd(replaced(FrontEndSettings(), 'tracking.detect_every', 1))
     rows = []
     for index, frame in enumerate(tqdm(read_frames(path), desc=path.stem, leave=False)):

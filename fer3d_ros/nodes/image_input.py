@@ -1,9 +1,10 @@
 """Camera input whose QoS matches the camera, and an account of every frame that did not arrive.
 
 A best-effort subscription loses most frames of 640x480 and larger from a publisher in another
-process (Fast DDS, DESIGN §4); a reliable one cannot hear a best-effort camera at all. So the
-reliability is a parameter, `image_reliability`: `auto` (default) asks for what the publishers on
-the topic offer, as rosbag2 does, and asks again whenever a publisher appears or leaves.
+process (Fast DDS: 640x480 17 of 30 frames, 1920x1080 none); a reliable one cannot hear a
+best-effort camera at all. So the reliability is a parameter, `image_reliability`: `auto`
+(default) asks for what the publishers on the topic offer, as rosbag2 does, and asks again
+whenever a publisher appears or leaves.
 
 The queue holds QUEUE_DEPTH frames and the node always takes the newest of them: a node slower than
 its camera works on the newest frame, never on a backlog. One frame deep lost half of a 1280x720

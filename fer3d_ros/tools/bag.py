@@ -50,9 +50,9 @@ from fer3d_ros.core.affect.emotion import EMOTIONS
 from fer3d_ros.core.drawing import annotate
 from fer3d_ros.core.files import share_dirs
 from fer3d_ros.core.image_conversion import ImageConversionError, message_to_bgr8, numpy_to_compressed, numpy_to_image
+from fer3d_ros.core.overlay import face_annotations, stamp_key
 from fer3d_ros.msg import EmotionArray, ExpressionArray, FaceArray, StressArray
 from fer3d_ros.nodes.common import RELIABLE_QOS
-from fer3d_ros.nodes.overlay_node import face_annotations, stamp_key
 from fer3d_ros.nodes.pipeline import config_arguments, create_nodes, stages
 from fer3d_ros.tools.bag_salvage import SalvagedBag
 from fer3d_ros.tools.run_report import FaceResult, FrameRecord, StressRecord, format_report, plot_timeline, summarize

@@ -1,6 +1,6 @@
 """DeepExp3D at run time: aligned face crops -> 3DMM expression coefficients.
 
-The regressor is an ONNX model (trained by training/train_regressor.py) described by a JSON
+The regressor is an ONNX model (trained by training/train_multitask.py) described by a JSON
 model card beside it: its id, input size and the names of its outputs (ICT-FaceKit blendshapes).
 It runs through any `InferenceBackend` (ONNX Runtime on CPU, TensorRT on NVIDIA GPUs); all faces
 of a frame go through the network as one batch.
@@ -81,7 +81,7 @@ def default_regressor(model_path: str | os.PathLike | None = None, backend: str 
                       allow_engine_build: bool = False, max_batch: int = 16) -> ExpressionRegressor:
     """The shipped regressor (or `model_path`) on the chosen backend."""
     path = require_file(model_path, 'DeepExp3D ONNX model', 'Train and export one with '
-                        'training/train_regressor.py, or leave the model parameter empty for the shipped one.') \
+                        'training/train_multitask.py, or leave the model parameter empty for the shipped one.') \
         if model_path else find_model(MODEL_FILE)
     card = load_card(path)
     runner = open_backend(backend, path, engine_path=engine_path, threads=threads,
