@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from fer3d_ros.core.expression.morphable_model import load_landmark_model
+from training.augmentation import Augmentation, mirror_permutation
 from training.deepexp3d import DeepExp3D
 from training.export_regressor import export_onnx, load_checkpoint
-from training.train_regressor import Augmentation, CropDataset, main, mirror_permutation
+from training.train_regressor import CropDataset, main
 
 NAMES = list(load_landmark_model().expression_names)
 ARGS = ['--arch', 'resnet18', '--input-size', '32', '--batch-size', '8', '--workers', '0', '--threads', '1']

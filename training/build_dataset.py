@@ -220,15 +220,23 @@ def groups(source: str) -> Iterator[tuple[str, list]]:
         yield from ferplus_blocks()
 
 
+def spread(items: list, limit: int | None) -> list:
+    """At most `limit` of `items`, evenly spaced from the first to the last (all of them with None)."""
+    if limit is None or limit >= len(items):
+        return items
+    return [items[round(k * (len(items) - 1) / max(limit - 1, 1))] for k in range(limit)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--sources', nargs='+', choices=SOURCES, default=list(SOURCES))
-    parser.add_argument('--limit', type=int, default=None, help='at most this many groups per source')
+    parser.add_argument('--limit', type=int, default=None,
+                        help='at most this many groups per source, evenly spread over it (every split is sampled)')
     parser.add_argument('--out', type=Path, default=DATA / 'dataset')
     args = parser.parse_args()
     builder = Builder(args.out)
     for source in args.sources:
-        todo = list(groups(source))[:args.limit]
+        todo = spread(list(groups(source)), args.limit)
         progress = tqdm(todo, desc=source, unit='group')
         for group, paths in progress:
             if builder.done(source, group):

@@ -143,21 +143,35 @@ class FeatureExtractor:
         return features
 
 
-def load_features(name: str, regressor: ExpressionRegressor,
-                  cache: Path | None = DATA / 'emotion_features') -> Features:
-    """Features of one image set, computed once per regressor model and kept in `cache`."""
-    images = labelled_images(name)
-    cached = cache / f'{name}-{regressor.card.version}.npz' if cache else None
+def first_subjects(images: list[LabelledImage], subjects: int | None) -> list[LabelledImage]:
+    """The images of the first `subjects` groups in name order (all with None): a quick run's subset."""
+    if subjects is None:
+        return images
+    kept = set(sorted({image.group for image in images})[:subjects])
+    return [image for image in images if image.group in kept]
+
+
+def cached_features(images: list[LabelledImage], regressor: ExpressionRegressor, cached: Path | None,
+                    desc: str = 'images') -> Features:
+    """Features of `images`, computed once per regressor model file and kept in the file `cached`."""
     if cached and cached.is_file():
         stored = np.load(cached)
         if 'landmarks' in stored and list(stored['paths']) == [str(image.path) for image in images]:
             return Features(images, stored['found'], stored['cnn'], stored['fit'], stored['box'], stored['landmarks'])
-    features = FeatureExtractor(regressor)(images, desc=name)
+    features = FeatureExtractor(regressor)(images, desc=desc)
     if cached:
         cached.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cached, paths=[str(image.path) for image in images], found=features.found,
                  cnn=features.cnn, fit=features.fit, box=features.box, landmarks=features.landmarks)
     return features
+
+
+def load_features(name: str, regressor: ExpressionRegressor, cache: Path | None = DATA / 'emotion_features',
+                  subjects: int | None = None) -> Features:
+    """Features of one image set (its first `subjects` groups if given), kept in `cache`."""
+    suffix = f'-{subjects}-subjects' if subjects else ''
+    return cached_features(first_subjects(labelled_images(name), subjects), regressor,
+                           cache / f'{name}-{regressor.card.version}{suffix}.npz' if cache else None, name)
 
 
 def calibrated_features(features: Features, settings: CalibrationSettings | None = None,

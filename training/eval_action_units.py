@@ -33,7 +33,7 @@ from sklearn.model_selection import GroupKFold, cross_val_predict
 
 from fer3d_ros.core.expression.action_units import MODEL_FILE, ActionUnitReader, PresenceModel
 from fer3d_ros.core.expression.regressor import default_regressor
-from training.emotion_data import FeatureExtractor, Features, LabelledImage, calibrated_features
+from training.emotion_data import LabelledImage, cached_features, calibrated_features, first_subjects
 from training.paths import DATA, MODELS, OUT, SHARED
 
 MIN_POSITIVES = 20
@@ -55,20 +55,6 @@ def ckplus_facs_images() -> tuple[list[LabelledImage], np.ndarray, list[int]]:
             images.append(LabelledImage(path, 'apex', sequence.split('_')[0]))
             labels.append(codes[sequence])
     return images, np.array(labels, bool), numbers
-
-
-def features_of(images: list[LabelledImage], regressor, cache: Path):
-    """Run-time coefficients of the images (kept in `cache` for the next run)."""
-    extractor = FeatureExtractor(regressor)
-    if cache.is_file():
-        stored = np.load(cache)
-        if list(stored['paths']) == [str(image.path) for image in images]:
-            return Features(images, stored['found'], stored['cnn'], stored['fit'], stored['box'], stored['landmarks'])
-    features = extractor(images, desc='CK+ apex and neutral frames')
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, paths=[str(image.path) for image in images], found=features.found, cnn=features.cnn,
-             fit=features.fit, box=features.box, landmarks=features.landmarks)
-    return features
 
 
 def best_threshold(scores: np.ndarray, positive: np.ndarray) -> float:
@@ -177,10 +163,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--model', help='DeepExp3D ONNX model (default: the shipped one)')
     parser.add_argument('--out', type=Path, default=MODELS / MODEL_FILE)
+    parser.add_argument('--ckplus-subjects', type=int, help='only the first N CK+ subjects (a quick run)')
+    parser.add_argument('--cache', type=Path, default=DATA, help='folder for the features computed once per model')
     args = parser.parse_args()
     regressor = default_regressor(args.model, backend='onnxruntime')
     images, labels, numbers = ckplus_facs_images()
-    features = features_of(images, regressor, DATA / 'emotion_features' / f'ckplus_facs-{regressor.card.version}.npz')
+    kept = {image.path for image in first_subjects(images, args.ckplus_subjects)}
+    labels = labels[[image.path in kept for image in images]]
+    images = [image for image in images if image.path in kept]
+    suffix = f'-{args.ckplus_subjects}-subjects' if args.ckplus_subjects else ''
+    features = cached_features(images, regressor, args.cache / 'emotion_features' /
+                               f'ckplus_facs-{regressor.card.version}{suffix}.npz', 'CK+ apex and neutral frames')
     neutral = np.array([image.label == 'neutral' for image in images])
     calibrated = np.nan_to_num(calibrated_features(features, neutral=neutral), nan=0.0)
     groups = np.array([image.group for image in images])

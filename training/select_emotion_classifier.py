@@ -47,12 +47,13 @@ ECOC_SUBSAMPLE = 4000
 CANDIDATES = ('joint', 'mlp', 'mlp-ck10', 'mlp-balanced', 'mlp-ck10-x5', 'mlp-balanced-x5', 'ecoc')
 
 
-def ferplus_coefficients(regressor: ExpressionRegressor, manifest: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+def ferplus_coefficients(regressor: ExpressionRegressor, manifest: Path, split: str,
+                         cache_dir: Path = DATA) -> tuple[np.ndarray, np.ndarray]:
     """(coefficients, majority labels) of a FER+ split's registered crops with a clear majority; kept in
     data/emotion_features/ for the next run with the same model file (its card's sha256)."""
     rows = load_rows(manifest, list(regressor.card.expression_names), {}, 0.0)
     keep = np.flatnonzero((rows.source == 'ferplus') & (rows.split == split) & (rows.majority >= 0))
-    cache = DATA / 'emotion_features' / f'ferplus-{split}-crops-{regressor.card.version}.npz'
+    cache = cache_dir / 'emotion_features' / f'ferplus-{split}-crops-{regressor.card.version}.npz'
     if cache.is_file():
         stored = np.load(cache)
         if np.array_equal(stored['rows'], keep):
@@ -214,12 +215,14 @@ def main() -> None:
                         help='where the chosen calibrated-coefficient classifier goes (.npz)')
     parser.add_argument('--candidates', nargs='+', choices=CANDIDATES, default=list(CANDIDATES),
                         help='raw-coefficient candidates to compare (ecoc takes ~1 h here)')
+    parser.add_argument('--ckplus-subjects', type=int, help='only the first N CK+ subjects (a quick run)')
+    parser.add_argument('--cache', type=Path, default=DATA, help='folder for the features computed once per model')
     args = parser.parse_args()
     regressor = default_regressor(args.model, backend='onnxruntime')
     names, stem = tuple(regressor.card.expression_names), regressor.card.model_id
-    train_x, train_y = ferplus_coefficients(regressor, args.manifest, 'train')
-    valid_x, valid_y = ferplus_coefficients(regressor, args.manifest, 'val')
-    ckplus = load_features('ckplus', regressor)
+    train_x, train_y = ferplus_coefficients(regressor, args.manifest, 'train', args.cache)
+    valid_x, valid_y = ferplus_coefficients(regressor, args.manifest, 'val', args.cache)
+    ckplus = load_features('ckplus', regressor, args.cache / 'emotion_features', args.ckplus_subjects)
     found = ckplus.found
     ck = ckplus.cnn[found], ckplus.labels[found], ckplus.groups[found]
     print(f'{stem}: FER+ Train {len(train_y)}, FER+ Valid {len(valid_y)}, CK+ {len(ck[1])} images with a face '

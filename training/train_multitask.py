@@ -42,20 +42,12 @@ from tqdm import tqdm
 
 from fer3d_ros.core.affect.emotion import EMOTIONS, HeadModel
 from fer3d_ros.core.expression.morphable_model import load_landmark_model
+from training.augmentation import Augmentation, augment, mirror_permutation, to_input
 from training.deepexp3d import ARCHITECTURES, DeepExp3D, model_id
 from training.emotion_data import FERPLUS_VOTES
 from training.export_regressor import export_onnx
+from training.optimisation import cosine_schedule, make_optimizer, save_atomic, seed_worker
 from training.paths import DATA, OUT, REPO
-from training.train_regressor import (
-    Augmentation,
-    augment,
-    cosine_schedule,
-    make_optimizer,
-    mirror_permutation,
-    save_atomic,
-    seed_worker,
-    to_input,
-)
 
 PACK_SIZE = 128
 CROP_SIZE = 224  # the manifest's crops

@@ -20,7 +20,7 @@ import csv
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -32,55 +32,11 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from fer3d_ros.core.expression.morphable_model import load_landmark_model
+from training.augmentation import Augmentation, augment, mirror_permutation, to_input
 from training.deepexp3d import ARCHITECTURES, DeepExp3D, model_id
 from training.export_regressor import export_onnx
+from training.optimisation import cosine_schedule, make_optimizer, save_atomic, seed_worker
 from training.paths import DATA, OUT
-
-CROP_SIZE = 224  # the data set's aligned crops
-
-
-@dataclass(frozen=True)
-class Augmentation:
-    """On-the-fly augmentation of the 224 crop; probabilities per image, ranges uniform (+-)."""
-    flip: float = 0.5                  # horizontal flip, with the L/R blendshapes swapped
-    shift_px: float = 6.0              # misalignment: translation in 224-crop pixels, x and y
-    rotate_deg: float = 5.0            #   rotation about the crop centre
-    scale: float = 0.05                #   relative scale
-    brightness: float = 0.2            # additive, fraction of 255
-    contrast: float = 0.3              # gain about the image mean: 1 +- contrast
-    saturation: float = 0.3            # blend with grey: 1 +- saturation
-    colour_gain: float = 0.08          # independent per-channel gain (white balance): 1 +- gain
-    grey: float = 0.1                  # probability of a grey (3 equal channels) image
-    blur: float = 0.2                  # probability of a Gaussian blur ...
-    blur_sigma: tuple[float, float] = (0.5, 2.0)   # ... with this sigma in 224-crop pixels
-    noise: float = 0.2                 # probability of additive Gaussian noise ...
-    noise_sigma: tuple[float, float] = (2.0, 8.0)  # ... with this sigma (0..255 scale)
-    occlusion: float = 0.3             # probability of 1-2 occluding rectangles ...
-    occlusion_side: tuple[float, float] = (0.1, 0.35)  # ... each side this fraction of the crop
-
-    @classmethod
-    def off(cls, **overrides: Any) -> Augmentation:
-        """Everything disabled (probabilities and ranges 0), except `overrides`."""
-        zeros = {f.name: (0.0, 0.0) if isinstance(f.default, tuple) else 0.0 for f in fields(cls)}
-        return cls(**{**zeros, **overrides})
-
-
-# ---------------------------------------------------------------------------------------- data
-
-def mirror_permutation(names: list[str] | tuple[str, ...]) -> np.ndarray:
-    """Index map for a horizontally flipped face: target_flipped = target[perm].
-
-    X_L <-> X_R, and the sideways moves xLeft <-> xRight (jawLeft/Right, mouthLeft/Right): after a
-    mirror, what the subject's left side did, the right side did. Unpaired names map to themselves.
-    """
-    index = {name: k for k, name in enumerate(names)}
-
-    def partner(name: str) -> str:
-        for a, b in (('_L', '_R'), ('_R', '_L'), ('Left', 'Right'), ('Right', 'Left')):
-            if name.endswith(a):
-                return name[: -len(a)] + b
-        return name
-    return np.array([index.get(partner(name), k) for k, name in enumerate(names)])
 
 
 def load_split(manifest: Path, split: str, names: list[str], limit: int | None = None,
@@ -94,66 +50,6 @@ def load_split(manifest: Path, split: str, names: list[str], limit: int | None =
     paths = [manifest.parent / row['crop'] for row in rows]
     targets = np.array([[float(row[name]) for name in names] for row in rows], np.float32).reshape(-1, len(names))
     return paths, targets
-
-
-def to_input(crop: np.ndarray, size: int) -> np.ndarray:
-    """The runtime's preprocessing: INTER_AREA resize to size x size, HWC BGR -> CHW float32 0..255."""
-    if crop.shape[:2] != (size, size):
-        crop = cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
-    return np.ascontiguousarray(crop.transpose(2, 0, 1), dtype=np.float32)
-
-
-def misalign(crop: np.ndarray, aug: Augmentation, rng: np.random.Generator) -> np.ndarray:
-    """A small random similarity about the centre, as from landmark noise in the run-time alignment."""
-    h, w = crop.shape[:2]
-    angle = rng.uniform(-aug.rotate_deg, aug.rotate_deg)
-    scale = 1.0 + rng.uniform(-aug.scale, aug.scale)
-    matrix = cv2.getRotationMatrix2D(((w - 1) / 2, (h - 1) / 2), angle, scale)
-    matrix[:, 2] += rng.uniform(-aug.shift_px, aug.shift_px, 2)
-    return cv2.warpAffine(crop, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-
-
-def jitter_colour(crop: np.ndarray, aug: Augmentation, rng: np.random.Generator) -> np.ndarray:
-    """White balance, saturation (sometimes grey), contrast about the mean, brightness: all affine in
-    the pixel, so composed into one 3x4 colour matrix applied by cv2.transform (uint8, saturating)."""
-    gain = np.diag(1.0 + rng.uniform(-aug.colour_gain, aug.colour_gain, 3))
-    saturation = 0.0 if rng.random() < aug.grey else 1.0 + rng.uniform(-aug.saturation, aug.saturation)
-    to_grey = np.full((3, 3), 1.0 / 3.0)
-    colour = saturation * np.eye(3) + (1.0 - saturation) * to_grey
-    contrast = 1.0 + rng.uniform(-aug.contrast, aug.contrast)
-    mean = float((colour @ gain @ np.array(cv2.mean(crop)[:3])).mean())  # image mean after gain + colour
-    offset = (1.0 - contrast) * mean + 255.0 * rng.uniform(-aug.brightness, aug.brightness)
-    matrix = np.hstack([contrast * colour @ gain, np.full((3, 1), offset)])
-    return cv2.transform(crop, matrix)
-
-
-def occlude(image: np.ndarray, aug: Augmentation, rng: np.random.Generator) -> np.ndarray:
-    """1-2 rectangles of a random flat colour or noise (hands, microphones, hair, glare)."""
-    h, w = image.shape[:2]
-    for _ in range(rng.integers(1, 3)):
-        rh, rw = (rng.uniform(*aug.occlusion_side, 2) * (h, w)).astype(int) + 1
-        y, x = rng.integers(0, h - rh + 1), rng.integers(0, w - rw + 1)
-        image[y:y + rh, x:x + rw] = rng.integers(0, 256, (rh, rw, 3) if rng.random() < 0.5 else 3, np.uint8)
-    return image
-
-
-def augment(crop: np.ndarray, target: np.ndarray, aug: Augmentation, rng: np.random.Generator,
-            mirror: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Augment one 224 crop (uint8 BGR) and its target; returns a uint8 crop of the same size.
-    Order: misalignment, flip, colour, blur, noise, occlusion (all at 224, before the resize to S)."""
-    if aug.shift_px or aug.rotate_deg or aug.scale:
-        crop = misalign(crop, aug, rng)
-    if rng.random() < aug.flip:
-        crop, target = cv2.flip(crop, 1), target[mirror]
-    crop = jitter_colour(crop, aug, rng)
-    if rng.random() < aug.blur:
-        crop = cv2.GaussianBlur(crop, (0, 0), rng.uniform(*aug.blur_sigma))
-    if rng.random() < aug.noise:
-        noise = rng.normal(0.0, rng.uniform(*aug.noise_sigma), crop.shape).astype(np.float32)
-        crop = np.clip(crop + noise + 0.5, 0, 255).astype(np.uint8)
-    if rng.random() < aug.occlusion:
-        crop = occlude(crop.copy(), aug, rng)
-    return crop, target
 
 
 class CropDataset(Dataset):
@@ -178,32 +74,7 @@ class CropDataset(Dataset):
         return torch.from_numpy(to_input(crop, self.input_size)), torch.from_numpy(np.array(target))
 
 
-def seed_worker(_: int) -> None:
-    """Each DataLoader worker (a fresh copy per epoch) draws its own augmentations."""
-    info = torch.utils.data.get_worker_info()
-    info.dataset.rng = np.random.default_rng(torch.initial_seed() % 2 ** 32)
-
-
 # ------------------------------------------------------------------------------------ training
-
-def cosine_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int,
-                    final_ratio: float = 0.01) -> torch.optim.lr_scheduler.LambdaLR:
-    """Per-step LR factor: linear warm-up, then cosine from 1 down to `final_ratio`."""
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
-        return final_ratio + (1.0 - final_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW; no weight decay on biases and batch-norm parameters (1-D tensors)."""
-    decay = [p for p in model.parameters() if p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.ndim <= 1]
-    return torch.optim.AdamW([{'params': decay, 'weight_decay': weight_decay},
-                              {'params': no_decay, 'weight_decay': 0.0}], lr=lr)
-
 
 def train_epoch(model: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer,
                 scheduler: torch.optim.lr_scheduler.LRScheduler, device: torch.device, label: str) -> float:
@@ -239,13 +110,6 @@ def evaluate(model: nn.Module, loader: DataLoader, device: torch.device, label: 
     per_expression = (absolute / count).tolist()
     return {'mse': squared / (count * len(per_expression)), 'mae': float(np.mean(per_expression)),
             'mae_per_expression': per_expression}
-
-
-def save_atomic(state: dict[str, Any], path: Path) -> None:
-    """torch.save to a temporary file, then rename: a kill mid-write never corrupts the checkpoint."""
-    temporary = path.with_suffix('.tmp')
-    torch.save(state, temporary)
-    os.replace(temporary, path)
 
 
 def write_log(history: list[dict[str, float]], out: Path) -> None:
