@@ -138,6 +138,22 @@ def test_respawn_restarts_a_node_that_exits(launch_env, tmp_path):
         launch.stop()
 
 
+def test_the_launch_leaves_no_parameter_file_behind(launch_env, tmp_path):
+    import glob
+    import tempfile
+    pattern = f'{tempfile.gettempdir()}/fer3d_launch_*.yaml'
+    before = set(glob.glob(pattern))
+    launch = start_launch_file(launch_env, tmp_path / 'launch.log', LAUNCH_FILE, 'start_stress:=false',
+                               'backend:=onnxruntime')
+    for _ in range(120):
+        if set(glob.glob(pattern)) - before or not launch.running():
+            break
+        time.sleep(0.25)
+    assert set(glob.glob(pattern)) - before, launch.output  # written while the launch runs
+    assert launch.stop() == 0, launch.output
+    assert set(glob.glob(pattern)) == before
+
+
 def test_a_boolean_argument_that_is_not_one_is_refused(launch_env, tmp_path):
     launch = start_launch_file(launch_env, tmp_path / 'launch.log', LAUNCH_FILE, 'composed:=maybe')
     assert launch.wait(timeout=60) != 0
