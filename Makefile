@@ -18,7 +18,7 @@ BUILD_STAMP := $(VENV)/.fer3d-build
 REQUIREMENTS := requirements/runtime.txt requirements/build.txt requirements/dev.txt
 BASELINES := requirements/baselines.txt
 PACKAGE_FILES := CMakeLists.txt package.xml cmake/drop_missing_include_dirs.cmake \
-	$(shell find msg fer3d_ros scripts launch config models -type f -not -name '*.pyc' 2>/dev/null)
+	$(shell find msg srv fer3d_ros scripts launch config models -type f -not -name '*.pyc' 2>/dev/null)
 # pip's configuration here names optional local indexes; don't print a warning per package.
 PIP_NOISE := is ignored: it is neither a file nor a directory
 

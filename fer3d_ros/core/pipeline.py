@@ -20,7 +20,8 @@ from fer3d_ros.core.affect.stage import (
     StressStage,
 )
 from fer3d_ros.core.expression.stage import ExpressionFrame, ExpressionSettings, ExpressionStage, FaceInput
-from fer3d_ros.core.frontend.front_end import FaceFrontEnd, FaceObservation, FrontEndSettings
+from fer3d_ros.core.frontend.front_end import FaceObservation, FrontEndSettings
+from fer3d_ros.core.frontend.stage import FaceStage
 from fer3d_ros.core.settings import group
 
 STAGES = ('front end', 'expression', 'emotion', 'stress')
@@ -50,13 +51,15 @@ def face_input(face: FaceObservation) -> FaceInput:
     return FaceInput(face.id, face.confirmed, float((box[2] - box[0]) * (box[3] - box[1])), face.crop,
                      face.landmarks, face.pose.euler(), face.pose.scale,
                      (float(face.pose.translation[0]), float(face.pose.translation[1])),
-                     '' if face.crop is not None else 'no aligned crop (set face_node publish_crops to true)')
+                     '' if face.crop is not None else 'no aligned crop (set face_node publish_crops to true)',
+                     face.person_id)
 
 
 class FacePipeline:
     def __init__(self, settings: PipelineSettings | None = None) -> None:
         self.settings = settings = settings or PipelineSettings()
-        self.front_end = FaceFrontEnd(settings.face)
+        self.face = FaceStage(settings.face)
+        self.front_end = self.face.front_end
         self.expression = ExpressionStage(settings.expression)
         self.emotion = EmotionStage(settings.emotion)
         self.stress = StressStage(settings.stress)
@@ -65,20 +68,24 @@ class FacePipeline:
     def process(self, image: np.ndarray, stamp: float) -> PipelineFrame:
         """One BGR frame stamped `stamp` seconds: what the four nodes would publish for it."""
         start = time.perf_counter()
-        front = self.front_end.process(image)
+        front = self.face.process(image, stamp)
         seconds = {**front.seconds, 'front end': time.perf_counter() - start}
         start = time.perf_counter()
         expressions = self.expression.process(stamp, [face_input(face) for face in front.faces])
         seconds['expression'], start = time.perf_counter() - start, time.perf_counter()
         emotions = self.emotion.process(stamp, self.expression.names, [
-            FaceExpression(face.id, values, calibrated, float(confidence)) for face, values, calibrated, confidence
+            FaceExpression(face.id, values, calibrated, float(confidence), face.person_id)
+            for face, values, calibrated, confidence
             in zip(expressions.faces, expressions.coefficients, expressions.calibrated, expressions.confidence)])
         seconds['emotion'], start = time.perf_counter() - start, time.perf_counter()
         self.stress.add_poses(stamp, {face.id: face.pose.euler() for face in front.faces})
-        stress = self.stress.process(stamp, [(face.id, values) for face, values
+        stress = self.stress.process(stamp, [(face.id, values, face.person_id) for face, values
                                              in zip(expressions.faces, expressions.coefficients)])
+        for person_id in self.face.people.take_forgotten() if self.face.people else []:
+            for stage in (self.expression, self.emotion, self.stress):
+                stage.forget_person(person_id)
         seconds['stress'] = time.perf_counter() - start
         return PipelineFrame(front.faces, expressions, emotions, stress, seconds)
 
     def close(self) -> None:
-        self.front_end.close()
+        self.face.close()

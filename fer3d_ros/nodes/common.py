@@ -306,6 +306,14 @@ class StageNode(LifecycleNode):
         """Subscriptions (made on activate)."""
         return []
 
+    def people_forgotten_input(self):
+        """face_node's announcements of forgotten people: their state here goes too."""
+        def on_forgotten(msg) -> None:
+            if self.stage is not None:
+                self.stage.forget_person(msg.data)
+        from std_msgs.msg import String
+        return self.create_subscription(String, 'people/forgotten', on_forgotten, RELIABLE_QOS)
+
     def _apply_settings(self, settings) -> None:
         if self.stage is not None:
             self.stage.apply(settings)

@@ -30,7 +30,7 @@ class EmotionNode(StageNode):
     def make_inputs(self) -> list:
         return [self.create_subscription(ExpressionArray, 'expressions',
                                          guarded(self, self.diagnostics, (ValueError,))(self.on_expressions),
-                                         RELIABLE_QOS)]
+                                         RELIABLE_QOS), self.people_forgotten_input()]
 
     def on_expressions(self, msg: ExpressionArray) -> None:
         start = time.perf_counter()

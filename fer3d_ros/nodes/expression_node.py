@@ -56,7 +56,8 @@ class ExpressionNode(StageNode):
     def make_inputs(self) -> list:
         callback = guarded(self, self.diagnostics, (ImageConversionError, ValueError))(self.on_faces)
         qos = QoSProfile(depth=self.input_settings.value.queue_size, reliability=ReliabilityPolicy.RELIABLE)
-        return [self.create_subscription(FaceArray, 'faces', self.face_arrays.counting(callback), qos)]
+        return [self.create_subscription(FaceArray, 'faces', self.face_arrays.counting(callback), qos),
+                self.people_forgotten_input()]
 
     def on_reset_calibration(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         dropped = self.stage.reset_calibration() if self.stage is not None else -1

@@ -30,7 +30,8 @@ from fer3d_ros.msg import (
 def face_message(face: FaceObservation, header) -> Face:
     roll, pitch, yaw = face.pose.euler()
     x0, y0, x1, y1 = (float(v) for v in face.box)
-    msg = Face(id=face.id, confirmed=face.confirmed, confidence=face.score, x=x0, y=y0, width=x1 - x0, height=y1 - y0,
+    msg = Face(id=face.id, person_id=face.person_id, person_confidence=face.person_confidence,
+               confirmed=face.confirmed, confidence=face.score, x=x0, y=y0, width=x1 - x0, height=y1 - y0,
                landmarks=face.landmarks.astype(np.float32).ravel(), roll=roll, pitch=pitch, yaw=yaw,
                scale=face.pose.scale, tx=float(face.pose.translation[0]), ty=float(face.pose.translation[1]),
                alignment=face.alignment.astype(np.float32).ravel())
@@ -49,20 +50,21 @@ def face_input(face: Face) -> FaceInput:
     except ImageConversionError as error:
         problem = str(error)
     return FaceInput(face.id, face.confirmed, face.width * face.height, crop, np.asarray(face.landmarks),
-                     (face.roll, face.pitch, face.yaw), face.scale, (face.tx, face.ty), problem)
+                     (face.roll, face.pitch, face.yaw), face.scale, (face.tx, face.ty), problem, face.person_id)
 
 
 def expression_array(header, model_id: str, names, frame: ExpressionFrame) -> ExpressionArray:
     return ExpressionArray(header=header, model_id=model_id, names=list(names), expressions=[
-        Expression(id=face.id, coefficients=values, calibrated=calibrated if calibrated is not None else [],
+        Expression(id=face.id, person_id=face.person_id, coefficients=values,
+                   calibrated=calibrated if calibrated is not None else [],
                    calibration_confidence=float(confidence) if calibrated is not None else 0.0)
         for face, values, calibrated, confidence in zip(frame.faces, frame.coefficients, frame.calibrated,
                                                         frame.confidence)])
 
 
 def face_expressions(msg: ExpressionArray) -> list[FaceExpression]:
-    return [FaceExpression(e.id, np.asarray(e.coefficients), np.asarray(e.calibrated), e.calibration_confidence)
-            for e in msg.expressions]
+    return [FaceExpression(e.id, np.asarray(e.coefficients), np.asarray(e.calibrated), e.calibration_confidence,
+                           e.person_id) for e in msg.expressions]
 
 
 def action_unit_array(header, model_id: str, units: tuple[Unit, ...], frame: ExpressionFrame, raw: Reading,
@@ -87,13 +89,13 @@ def face_motion_array(header, vertices: np.ndarray, moved: list) -> FaceMotionAr
 
 def emotion_array(header, model_id: str, classes: tuple[str, ...], frame: EmotionFrame) -> EmotionArray:
     return EmotionArray(header=header, model_id=model_id, labels=list(classes), emotions=[
-        Emotion(id=face_id, label=classes[int(p.argmax())], confidence=float(p.max()),
+        Emotion(id=face_id, person_id=person_id, label=classes[int(p.argmax())], confidence=float(p.max()),
                 probabilities=p.astype(np.float32), calibrated=bool(c))
-        for face_id, p, c in zip(frame.ids, frame.probabilities, frame.calibrated)])
+        for face_id, person_id, p, c in zip(frame.ids, frame.person_ids, frame.probabilities, frame.calibrated)])
 
 
-def stress_array(header, model_id: str, estimates: list[StressEstimate]) -> StressArray:
+def stress_array(header, model_id: str, estimates: list[StressEstimate], person_of: dict[str, str]) -> StressArray:
     return StressArray(header=header, model_id=model_id, stresses=[
-        Stress(id=s.id, probability=s.probability,
+        Stress(id=s.id, person_id=person_of.get(s.id, ''), probability=s.probability,
                label=Stress.STRESSED if s.probability >= 0.5 else Stress.NOT_STRESSED,
                window_seconds=s.window_seconds, num_samples=s.num_samples) for s in estimates])

@@ -35,7 +35,7 @@ class StressNode(StageNode):
         return [self.create_subscription(FaceArray, 'faces', self.on_faces, RELIABLE_QOS),
                 self.create_subscription(ExpressionArray, 'expressions',
                                          guarded(self, self.diagnostics, (ValueError,))(self.on_expressions),
-                                         RELIABLE_QOS)]
+                                         RELIABLE_QOS), self.people_forgotten_input()]
 
     def on_faces(self, msg: FaceArray) -> None:
         self.stage.add_poses(Time.from_msg(msg.header.stamp).nanoseconds * 1e-9,
@@ -46,13 +46,14 @@ class StressNode(StageNode):
         if self.stage.set_names(msg.names):
             self.get_logger().info(f'expression names from {msg.model_id}: {len(msg.names)} coefficients')
         frame = self.stage.process(Time.from_msg(msg.header.stamp).nanoseconds * 1e-9,
-                                   [(e.id, np.asarray(e.coefficients)) for e in msg.expressions])
+                                   [(e.id, np.asarray(e.coefficients), e.person_id) for e in msg.expressions])
         self.report_missing_poses(frame.without_pose)
         if frame.restarted:
             self.get_logger().info('time went backwards (a replayed bag?): every stress window restarted')
         report_problems(self, self.diagnostics, 'skipped samples', frame.problems)
         if frame.estimates:
-            self.publisher.publish(stress_array(msg.header, self.stage.model.model_id, frame.estimates))
+            self.publisher.publish(stress_array(msg.header, self.stage.model.model_id, frame.estimates,
+                                                {e.id: e.person_id for e in msg.expressions}))
         self.diagnostics.extra['tracked_faces'] = str(len(self.stage.estimator.tracks))
         self.diagnostics.record(time.perf_counter() - start)
 

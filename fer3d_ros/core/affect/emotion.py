@@ -241,12 +241,14 @@ class EmotionSmoother:
     def __len__(self) -> int:
         return len(self.tracks)
 
-    def update(self, time: float, ids: list[str], probabilities: np.ndarray) -> tuple[np.ndarray, bool]:
-        """Smoothed probabilities (N, C) for the faces of one frame; the flag says state was reset."""
+    def update(self, time: float, ids: list[str], probabilities: np.ndarray,
+               person_ids: list[str] | None = None) -> tuple[np.ndarray, bool]:
+        """Smoothed probabilities (N, C) for the faces of one frame (kept per person where `person_ids`
+        names one); the flag says state was reset."""
         reset = self.tracks.new_frame(time)
         smoothed = np.array(probabilities, np.float64, copy=True)
         for row, face_id in enumerate(ids):
-            state = self.tracks.seen(face_id)
+            state = self.tracks.seen_face(face_id, person_ids[row] if person_ids else '')
             if state.probabilities is not None and self.time_constant > 0:
                 # a frame that arrived out of order (stamped before the last) blends as if simultaneous
                 weight = 1.0 - np.exp(-max(time - state.time, 0.0) / self.time_constant)

@@ -56,11 +56,13 @@ class FaceExpression:
     coefficients: np.ndarray
     calibrated: np.ndarray | None = None  # None (or empty) until the face's track is calibrated
     calibration_confidence: float = 0.0
+    person_id: str = ''                   # who the face is ('' until recognised): state is then the person's
 
 
 @dataclass
 class EmotionFrame:
     ids: list[str]
+    person_ids: list[str]
     probabilities: np.ndarray                          # (N, C) smoothed, in the order of `classes`
     calibrated: np.ndarray                             # (N,) bool: classified from calibrated coefficients
     problems: list[str] = field(default_factory=list)  # one line per face skipped
@@ -83,6 +85,9 @@ class EmotionStage:
         self.settings = settings = check(settings)
         self.smoother.time_constant = settings.smoothing.time_constant
         self.smoother.tracks.forget_after = settings.smoothing.forget_after
+
+    def forget_person(self, person_id: str) -> None:
+        self.smoother.tracks.forget(person_id)
 
     def check_names(self, names: tuple[str, ...] | list[str]) -> None:
         """ValueError if the coefficients are not the ones the classifiers were trained on."""
@@ -107,8 +112,9 @@ class EmotionStage:
             if len(rows):
                 values = [usable[i].calibrated if use_calibrated else usable[i].coefficients for i in rows]
                 probabilities[rows] = classifier.predict_proba(np.array(values))
-        smoothed, restarted = self.smoother.update(stamp, [face.id for face in usable], probabilities)
-        return EmotionFrame([face.id for face in usable], smoothed, calibrated,
+        smoothed, restarted = self.smoother.update(stamp, [face.id for face in usable], probabilities,
+                                                   [face.person_id for face in usable])
+        return EmotionFrame([face.id for face in usable], [face.person_id for face in usable], smoothed, calibrated,
                             [problem for _, problem in checked if problem], restarted)
 
 
@@ -167,10 +173,13 @@ class StressStage:
     def set_names(self, names: tuple[str, ...] | list[str]) -> bool:
         return self.estimator.set_names(names)
 
-    def process(self, stamp: float, faces: list[tuple[str, np.ndarray]]) -> StressFrame:
-        """One frame's (id, coefficients): the estimates due at this frame."""
+    def process(self, stamp: float, faces: list[tuple]) -> StressFrame:
+        """One frame's (id, coefficients[, person id]): the estimates due at this frame."""
         poses = self.poses.at(stamp)
-        update = self.estimator.update(stamp, [(face_id, np.asarray(values), poses.get(face_id))
-                                               for face_id, values in faces])
-        return StressFrame(update.estimates, [face_id for face_id, _ in faces if face_id not in poses],
+        update = self.estimator.update(stamp, [(face_id, np.asarray(values), poses.get(face_id), *person)
+                                               for face_id, values, *person in faces])
+        return StressFrame(update.estimates, [face[0] for face in faces if face[0] not in poses],
                            update.rejected, update.reset)
+
+    def forget_person(self, person_id: str) -> None:
+        self.estimator.tracks.forget(person_id)

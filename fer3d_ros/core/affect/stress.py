@@ -299,20 +299,23 @@ class StressEstimator:
     def reset(self) -> None:
         self.tracks.clear()
 
-    def update(self, time: float, faces: list[tuple[str, np.ndarray, np.ndarray | None]]) -> FrameUpdate:
-        """One frame: (id, coefficients (n,), head angles (roll, pitch, yaw) in radians or None) per face."""
+    def update(self, time: float, faces: list[tuple]) -> FrameUpdate:
+        """One frame: (id, coefficients (n,), head angles (roll, pitch, yaw) in radians or None[, person
+        id]) per face; a face's window is its person's once it is recognised."""
         update = FrameUpdate([], reset=self.tracks.new_frame(time))
-        for face_id, coefficients, angles in faces:
-            problem = self._add(time, face_id, np.asarray(coefficients, np.float64), angles)
+        for face_id, coefficients, angles, *person in faces:
+            person_id = person[0] if person else ''
+            problem = self._add(time, face_id, np.asarray(coefficients, np.float64), angles, person_id)
             if problem:
                 update.rejected.append(problem)
                 continue
-            estimate = self._estimate(face_id, time)
+            estimate = self._estimate(face_id, time, person_id)
             if estimate:
                 update.estimates.append(estimate)
         return update
 
-    def _add(self, time: float, face_id: str, coefficients: np.ndarray, angles: np.ndarray | None) -> str | None:
+    def _add(self, time: float, face_id: str, coefficients: np.ndarray, angles: np.ndarray | None,
+             person_id: str = '') -> str | None:
         if coefficients.shape != (len(self.names),):
             return f'{face_id}: expected {len(self.names)} coefficients, got {coefficients.size}'
         if not np.isfinite(coefficients).all():
@@ -321,7 +324,7 @@ class StressEstimator:
         if outside.size:
             return (f'{face_id}: coefficients outside [{SANE_RANGE[0]:g}, {SANE_RANGE[1]:g}] '
                     f'({self.names[outside[0]]} = {coefficients[outside[0]]:g}); expression coefficients lie in [0, 1]')
-        track = self.tracks.seen(face_id)
+        track = self.tracks.seen_face(face_id, person_id)
         if track.samples and time <= track.samples[-1][0]:
             return None  # a repeated stamp adds nothing
         angles = np.full(3, np.nan) if angles is None else np.asarray(angles, np.float64)
@@ -330,8 +333,8 @@ class StressEstimator:
             track.samples.popleft()
         return None
 
-    def _estimate(self, face_id: str, time: float) -> StressEstimate | None:
-        track = self.tracks.get(face_id)
+    def _estimate(self, face_id: str, time: float, person_id: str = '') -> StressEstimate | None:
+        track = self.tracks.get(person_id or face_id)
         span = time - track.samples[0][0]
         if span < self.min_fill * self.window or time < track.next_report or len(track.samples) < 3:
             return None

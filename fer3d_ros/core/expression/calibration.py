@@ -216,7 +216,7 @@ class Calibrator:
         return self.tracks.new_frame(time)
 
     def update(self, face_id: str, landmarks: np.ndarray, coefficients: np.ndarray,
-               angles: np.ndarray | None = None) -> Calibrated:
+               angles: np.ndarray | None = None, person_id: str = '') -> Calibrated:
         """One face of the current frame: landmarks (68, 2) px (or flat), coefficients (n,), (roll, pitch, yaw)
         rad. Raises ValueError saying what is wrong with the face's input (the caller names the face)."""
         landmarks, coefficients = np.asarray(landmarks, np.float64), np.asarray(coefficients, np.float32)
@@ -229,7 +229,7 @@ class Calibrator:
             raise ValueError('landmarks span less than 2 px (none were set?): cannot fit a face to them')
         if coefficients.shape != (self.n_coefficients,) or not np.isfinite(coefficients).all():
             raise ValueError(f'expected {self.n_coefficients} finite coefficients, got {coefficients.shape}')
-        track = self.tracks.seen(face_id)
+        track = self.tracks.seen_face(face_id, person_id)
         activity = track.identity.activity_mm(track.identity.update(landmarks))
         frontal = angles is None or np.all(np.abs(np.asarray(angles)[1:]) <= np.radians(self.settings.max_angle_deg))
         candidate = bool(frontal and activity <= self.settings.max_activity_mm)
@@ -240,6 +240,7 @@ class Calibrator:
                           track.baseline.confidence, activity, candidate)
 
     def person(self, face_id: str) -> tuple[np.ndarray, ScaledOrthographicCamera] | None:
+        # (face_id: the track's id, or the person's once the track is recognised)
         """The track's identity estimate (n_id,) and this frame's camera fitted to all 68 landmarks with
         that person's shape (steadier than a head pose from the template's rigid landmarks); None for a
         track not calibrated in this frame."""

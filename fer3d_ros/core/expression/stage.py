@@ -58,6 +58,7 @@ class FaceInput:
     scale: float = 0.0           # face_node's head pose: pixels per cm and image translation
     translation: tuple[float, float] = (0.0, 0.0)
     problem: str = ''            # why the crop is missing
+    person_id: str = ''          # who the face is, '' until recognised: the calibration is then the person's
 
 
 @dataclass
@@ -129,7 +130,8 @@ class ExpressionStage:
             restarted = self.calibrator.new_frame(stamp)
             for index, face in enumerate(faces):
                 try:
-                    result = self.calibrator.update(face.id, face.landmarks, coefficients[index], face.angles)
+                    result = self.calibrator.update(face.id, face.landmarks, coefficients[index], face.angles,
+                                                    face.person_id)
                 except ValueError as error:  # this face stays uncalibrated; the others go on
                     problems.append(f'face {face.id}: {error}; published uncalibrated')
                     continue
@@ -153,7 +155,7 @@ class ExpressionStage:
         restarted = self.motion.new_frame(stamp)
         moved = []
         for face, coefficients in zip(frame.faces, frame.coefficients):
-            person = self.calibrator.person(face.id) if self.calibrator is not None else None
+            person = self.calibrator.person(face.person_id or face.id) if self.calibrator is not None else None
             if person is None:  # no calibration: the mean identity and face_node's head pose
                 identity = None
                 camera = ScaledOrthographicCamera(face.scale, rotation_from_euler(*face.angles),
@@ -165,6 +167,11 @@ class ExpressionStage:
             if motion is not None:
                 moved.append((face, motion, pose))
         return moved, restarted
+
+    def forget_person(self, person_id: str) -> None:
+        """Drop a forgotten person's calibration."""
+        if self.calibrator is not None:
+            self.calibrator.tracks.forget(person_id)
 
     def reset_calibration(self) -> int:
         """Drop every track's calibration; returns how many tracks had one (-1: calibration is off)."""

@@ -31,6 +31,7 @@ from fer3d_ros.core.frontend.face_template import FaceTemplate, load_face_templa
 from fer3d_ros.core.frontend.landmarks import DlibLandmarker, Landmarker
 from fer3d_ros.core.frontend.pose import ScaledOrthographicCamera, fit_camera
 from fer3d_ros.core.frontend.tracking import FaceTracker, box_iou
+from fer3d_ros.core.people import PersonSettings
 from fer3d_ros.core.settings import check as check_settings
 from fer3d_ros.core.settings import group, setting
 
@@ -98,6 +99,7 @@ class FrontEndSettings:
     detector: DetectorSettings = group(DetectorSettings)
     landmarks: LandmarkSettings = group(LandmarkSettings)
     tracking: TrackingSettings = group(TrackingSettings)
+    person: PersonSettings = group(PersonSettings)
 
 
 DETECT_EVERY = FrontEndSettings().tracking.detect_every  # face_node's default
@@ -113,6 +115,8 @@ class FaceObservation:
     pose: ScaledOrthographicCamera
     alignment: np.ndarray         # (2, 3) image -> crop
     crop: np.ndarray | None       # (S, S, 3) bgr8, None when crops are off
+    person_id: str = ''           # who the face is (core.people), '' until recognised
+    person_confidence: float = 0.0
 
 
 @dataclass
