@@ -330,3 +330,43 @@ def test_two_graphs_on_one_machine_answer_every_frame_of_a_shared_camera(ros, la
         account = diagnostics[f'/{ns}/face_node']
         assert len(emotions[ns]) + int(account['frames_before_first']) >= 68, (ns, account)
         assert account['frames_lost_in_transport'] == '0', (ns, account)
+
+
+def test_a_returning_person_keeps_their_id_and_calibration_and_a_newcomer_inherits_nothing(ros, tmp_path):
+    """Person A, then B walking into the same spot, then A again (real clips, face_node and
+    expression_node in their own processes)."""
+    face = start_node('face_node', tmp_path / 'face.log')
+    expression = start_node('expression_node', tmp_path / 'expression.log', '-p', 'backend:=onnxruntime')
+    client = ros.node('client')
+    expressions = []
+    client.create_subscription(ExpressionArray, 'expressions', expressions.append, RELIABLE_QOS)
+    camera = client.create_publisher(Image, 'image', RELIABLE_QOS)
+    person_a = list(read_frames(SHARED / 'videos' / 'vr_1.mp4', max_frames=60))
+    person_b = list(read_frames(SHARED / 'videos' / 'vr_2.mp4', max_frames=60))
+    empty = [np.zeros_like(person_a[0])] * 20
+    segments = {}
+    try:
+        assert ros.spin_until(lambda: camera.get_subscription_count() and expression.running()
+                              and client.count_publishers('expressions'), 60), face.output + expression.output
+        ros.spin_for(1.0)
+        index = 0
+        for name, frames in (('a', person_a), ('gap1', empty), ('b', person_b), ('gap2', empty), ('a again', person_a)):
+            first = len(expressions)
+            for frame in frames:
+                msg = numpy_to_image(frame, 'bgr8')
+                camera.publish(stamped(msg, 100 + index / 20))
+                index += 1
+                ros.spin_for(0.05)
+            ros.spin_for(0.5)
+            segments[name] = [e.expressions[0] for e in expressions[first:] if e.expressions]
+    finally:
+        face.stop()
+        expression.stop()
+    person = {name: {e.person_id for e in found if e.person_id} for name, found in segments.items() if found}
+    assert len(person['a']) == 1 and len(person['b']) == 1 and person['a'] != person['b'], person
+    assert person['a again'] == person['a'], person
+    named = lambda name: [e for e in segments[name] if e.person_id]
+    a_end = named('a')[-1].calibration_confidence
+    assert a_end > 0.3, [e.calibration_confidence for e in segments['a']]
+    assert named('b')[0].calibration_confidence < a_end  # B starts from nothing, not from A's calibration
+    assert named('a again')[0].calibration_confidence >= a_end - 1e-6  # A carries on where they left
