@@ -73,7 +73,31 @@ def test_the_shipped_presence_models_are_for_the_shipped_regressor():
     assert presence is not None, 'models/action_units.json was not fitted on the shipped regressor: ' \
         'run python -m training.eval_action_units'
     assert {12, 25} <= set(presence.numbers) and np.all((presence.thresholds > 0) & (presence.thresholds < 1))
+    relative = shipped_presence(presence.model_id, calibrated=True)
+    assert relative is not None and relative.numbers == presence.numbers
     assert shipped_presence('another_model') is None
+
+
+def test_presence_is_read_relative_to_the_person_where_asked_and_a_calibration_exists():
+    raw_smile, relative_smile = presence_of_smile(0.5), presence_of_smile(0.5)
+    relative_smile.weights[:] *= 2.0  # a different model: which one answered shows in the probability
+    reader = ActionUnitReader(NAMES, raw_smile, relative_smile)
+    smile = [au.number for au in ACTION_UNITS].index(12)
+    # a person whose resting mouth curls up: raw reads a smile; relative to their neutral, none
+    resting = weights(mouthSmile_L=0.3, mouthSmile_R=0.3)
+    calibrated = np.stack([weights(), weights(), np.full(len(NAMES), np.nan)])
+    reading = reader.read(np.stack([resting] * 3), calibrated, relative=np.array([True, False, True]))
+    assert reading.relative.tolist() == [True, False, False]  # the third has no calibration: raw
+    assert reading.present[:, smile].tolist() == [False, True, True]
+    assert reading.probabilities[0, smile] == pytest.approx(1 / (1 + np.exp(3.0)))
+    assert reading.calibrated_intensities[0, smile] == 0.0 and np.isnan(reading.calibrated_intensities[2]).all()
+    assert reading.levels[1][smile] == 'B' and reading.levels[0][smile] == ''
+    strong = reader.read(resting + weights(mouthSmile_L=0.6, mouthSmile_R=0.6), weights(mouthSmile_L=0.6,
+                                                                                        mouthSmile_R=0.6))
+    assert strong.relative[0] and strong.present[0, smile] and strong.levels[0][smile] == 'D'  # its own intensity
+    with pytest.raises(ValueError, match='same action units'):
+        ActionUnitReader(NAMES, raw_smile, PresenceModel('test', (4,), relative_smile.weights, relative_smile.bias,
+                                                         relative_smile.thresholds))
 
 
 def test_coefficients_without_the_blendshape_names_are_refused():

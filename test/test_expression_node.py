@@ -243,6 +243,7 @@ def test_action_units_come_with_the_image_header_only_while_someone_listens(ros,
     assert by_number[12].present and by_number[12].probability > 0.5 and by_number[12].level in 'ABCDE'
     assert not by_number[4].present and np.isnan(by_number[45].probability)  # blinks are not measured on CK+
     assert all(np.isnan(au.calibrated_intensity) for au in face.action_units)  # no calibration after 2 frames
+    assert not face.calibrated and face.person_id == happy.person_id  # read raw until the calibration is confident
 
 
 def test_face_motion_is_published_from_a_track_second_frame_and_only_while_someone_listens(ros, front_end):

@@ -14,7 +14,11 @@ each on raw coefficients and on calibrated ones (each image the last frame of a 
 its subject, as training/eval_calibration.py does; images without a calibration score 0). Printed:
 AUC and F1 per AU and their means; the PNG shows them. The run-time presence models (`learned` on
 raw coefficients, refitted on all images, threshold from 10-fold out-of-fold probabilities) of the
-AUs that fer3d_ros publishes are written to models/action_units.json with the figures.
+AUs that fer3d_ros publishes are written to models/action_units.json with the figures, and the
+same fitted on calibrated coefficients (its `calibrated_action_units` section: presence relative to
+the person once their neutral is known). Also printed: the false presence rate of every AU on the
+neutral frames, raw and per person (each calibrated from its subject's other neutral frames, as a
+person met before), out-of-fold.
 
     python -m training.eval_action_units [--model M.onnx] [--out models/action_units.json]
 """
@@ -31,7 +35,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import f1_score, roc_auc_score
 from sklearn.model_selection import GroupKFold, cross_val_predict
 
-from fer3d_ros.core.expression.action_units import MODEL_FILE, ActionUnitReader, PresenceModel
+from fer3d_ros.core.expression.action_units import (
+    CALIBRATED_SECTION,
+    MODEL_FILE,
+    ActionUnitReader,
+    PresenceModel,
+)
 from fer3d_ros.core.expression.regressor import default_regressor
 from training.emotion_data import LabelledImage, cached_features, calibrated_features, first_subjects
 from training.paths import DATA, MODELS, OUT, SHARED
@@ -115,15 +124,54 @@ def evaluate(x: np.ndarray, labels: np.ndarray, groups: np.ndarray, reader: Acti
                 scores[test] = model.predict_proba(x[test])[:, 1]
                 decided[test] = scores[test] >= threshold
         results[number] = {'positives': int(positive.sum()), 'auc': float(roc_auc_score(positive, scores)),
-                           'f1': float(f1_score(positive, decided))}
+                           'f1': float(f1_score(positive, decided)), 'decided': decided}
     return results
 
 
-def presence_model(x: np.ndarray, labels: np.ndarray, groups: np.ndarray, reader: ActionUnitReader,
-                   numbers: list[int], model_id: str) -> PresenceModel:
-    """The run-time presence models of the published AUs with enough positives, fitted on all images."""
+def per_person(raw: np.ndarray, calibrated: np.ndarray, labels: np.ndarray, groups: np.ndarray,
+               numbers: list[int], chosen: list[int]) -> dict[int, np.ndarray]:
+    """Out-of-fold presence as the nodes decide it for people met before: from the calibrated
+    presence models where a face has a calibration (NaN rows: none), else from the raw ones."""
+    known = np.isfinite(calibrated).all(axis=1)
+    decided = {numbers[k]: np.zeros(len(raw), bool) for k in chosen}
+    for train, test in GroupKFold(10).split(raw, labels, groups):
+        for k in chosen:
+            positive = labels[:, k]
+            raw_model, raw_threshold = fit_presence(raw[train], positive[train], groups[train], 5)
+            rows = train[known[train]]
+            model, threshold = fit_presence(calibrated[rows], positive[rows], groups[rows], 5)
+            mine = test[known[test]]
+            decided[numbers[k]][test] = raw_model.predict_proba(raw[test])[:, 1] >= raw_threshold
+            decided[numbers[k]][mine] = model.predict_proba(calibrated[mine])[:, 1] >= threshold
+    return decided
+
+
+def print_false_presence(raw: dict[int, dict], person: dict[int, np.ndarray], labels: np.ndarray,
+                         all_numbers: list[int], neutral: np.ndarray, known: np.ndarray) -> None:
+    """False presence on the neutral frames (raw, and per person: calibrated from the subject's other
+    neutral frames), and F1 over all frames of the per-person decision."""
+    print(f'false presence on {neutral.sum()} neutral frames of people met before ({(neutral & known).sum()} with '
+          'a calibration from their other neutral frames, the rest read raw), out-of-fold:')
+    numbers = list(person)
+    print(f'  {"":28s} ' + ' '.join(f'AU{n:<4d}' for n in numbers))
+    raw_rates = [raw[n]['decided'][neutral].mean() for n in numbers]
+    person_rates = [person[n][neutral].mean() for n in numbers]
+    print(f'  {"raw":28s} ' + ' '.join(f'{r:6.3f}' for r in raw_rates) + f'   max {max(raw_rates):.3f}')
+    print(f'  {"per person":28s} ' + ' '.join(f'{r:6.3f}' for r in person_rates) + f'   max {max(person_rates):.3f}')
+    columns = {n: k for k, n in enumerate(all_numbers)}
+    f1 = [f1_score(labels[:, columns[n]], person[n]) for n in numbers]
+    print(f'  {"per person F1 (all frames)":28s} ' + ' '.join(f'{v:6.2f}' for v in f1) + f'   mean {np.mean(f1):.3f}')
+
+
+def published_columns(labels: np.ndarray, reader: ActionUnitReader, numbers: list[int]) -> list[int]:
+    """Columns of the published AUs with enough positives: those that get presence models."""
     published = {au.number for au in reader.units}
-    chosen = [k for k, number in enumerate(numbers) if number in published and labels[:, k].sum() >= MIN_POSITIVES]
+    return [k for k, number in enumerate(numbers) if number in published and labels[:, k].sum() >= MIN_POSITIVES]
+
+
+def presence_model(x: np.ndarray, labels: np.ndarray, groups: np.ndarray, numbers: list[int], chosen: list[int],
+                   model_id: str) -> PresenceModel:
+    """The run-time presence models of the `chosen` AU columns, fitted on all rows of x."""
     fitted = [fit_presence(x, labels[:, k], groups, 10) for k in chosen]
     return PresenceModel(model_id, tuple(numbers[k] for k in chosen), np.array([m.coef_[0] for m, _ in fitted]),
                          np.array([m.intercept_[0] for m, _ in fitted]), np.array([t for _, t in fitted]))
@@ -175,7 +223,9 @@ def main() -> None:
     features = cached_features(images, regressor, args.cache / 'emotion_features' /
                                f'ckplus_facs-{regressor.card.version}{suffix}.npz', 'CK+ apex and neutral frames')
     neutral = np.array([image.label == 'neutral' for image in images])
-    calibrated = np.nan_to_num(calibrated_features(features, neutral=neutral), nan=0.0)
+    known = calibrated_features(features, neutral=neutral)  # NaN rows: no calibration
+    calibrated = np.nan_to_num(known, nan=0.0)
+    known = np.isfinite(known).all(axis=1)
     groups = np.array([image.group for image in images])
     reader = ActionUnitReader(regressor.card.expression_names)
     print(f'{regressor.card.model_id}: {(~neutral).sum()} apex frames, {neutral.sum()} neutral frames, '
@@ -191,9 +241,13 @@ def main() -> None:
     print(f'published AUs ({", ".join(str(n) for n in shipped if n in published)}), learned on raw coefficients: '
           f'mean F1 {np.mean([r["f1"] for n, r in shipped.items() if n in published]):.3f}, mean AUC '
           f'{np.mean([r["auc"] for n, r in shipped.items() if n in published]):.3f}')
+    chosen = published_columns(labels, reader, numbers)
+    with_calibration = np.where(known[:, None], calibrated, np.nan)
+    print_false_presence(shipped, per_person(raw, with_calibration, labels, groups, numbers, chosen), labels,
+                         numbers, neutral, known)
     plot(all_results, OUT / 'action_units' / 'ckplus_action_units.png')
     print(f'figure: {OUT / "action_units" / "ckplus_action_units.png"}')
-    presence = presence_model(raw, labels, groups, reader, numbers, regressor.card.model_id)
+    presence = presence_model(raw, labels, groups, numbers, chosen, regressor.card.model_id)
     card = presence.to_card()
     for number in presence.numbers:
         card['action_units'][str(number)].update(
@@ -202,6 +256,11 @@ def main() -> None:
                for key, values in all_results.items() for metric in ('auc', 'f1') if number in values})
     card['evaluated_on'] = ('CK+ apex frames vs certified FACS codes + neutral first frames, 10-fold subject-wise '
                             '(posed faces only): python -m training.eval_action_units')
+    card[CALIBRATED_SECTION] = presence_model(calibrated[known], labels[known], groups[known], numbers, chosen,
+                                              regressor.card.model_id).to_card()
+    card[CALIBRATED_SECTION]['fitted_on'] = ('the same frames with a calibration (each calibrated from its '
+                                             "subject's other neutral frames); read once a face's calibration "
+                                             'is confident')
     text = json.dumps(card, indent=1)  # with each AU's weights on one line: readable and diffable
     args.out.write_text(re.sub(r'"weights": \[\s*([^\]]*?)\s*\]',
                                lambda m: '"weights": [' + ' '.join(m.group(1).split()) + ']', text) + '\n')

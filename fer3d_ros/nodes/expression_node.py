@@ -84,7 +84,7 @@ class ExpressionNode(StageNode):
         self.publisher.publish(expression_array(msg.header, card.model_id, self.stage.names, frame))
         if self.au_publisher.get_subscription_count():  # read only while someone listens
             self.au_publisher.publish(action_unit_array(msg.header, card.model_id, self.stage.action_units.units,
-                                                        frame, *self.stage.read_action_units(frame)))
+                                                        frame, self.stage.read_action_units(frame)))
         if self.motion_publisher.get_subscription_count():  # large: computed only while someone listens
             moved, restarted = self.stage.face_motion(stamp, frame, msg.image_width, msg.image_height)
             if restarted:

@@ -67,13 +67,14 @@ def face_expressions(msg: ExpressionArray) -> list[FaceExpression]:
                            e.person_id) for e in msg.expressions]
 
 
-def action_unit_array(header, model_id: str, units: tuple[Unit, ...], frame: ExpressionFrame, raw: Reading,
-                      calibrated: np.ndarray) -> ActionUnitArray:
+def action_unit_array(header, model_id: str, units: tuple[Unit, ...], frame: ExpressionFrame,
+                      reading: Reading) -> ActionUnitArray:
     return ActionUnitArray(header=header, model_id=model_id, faces=[
-        FaceActionUnits(id=face.id, action_units=[
-            ActionUnit(number=au.number, name=au.name, intensity=float(raw.intensities[row, k]),
-                       calibrated_intensity=float(calibrated[row, k]), probability=float(raw.probabilities[row, k]),
-                       present=bool(raw.present[row, k]), level=raw.levels[row][k])
+        FaceActionUnits(id=face.id, person_id=face.person_id, calibrated=bool(reading.relative[row]), action_units=[
+            ActionUnit(number=au.number, name=au.name, intensity=float(reading.intensities[row, k]),
+                       calibrated_intensity=float(reading.calibrated_intensities[row, k]),
+                       probability=float(reading.probabilities[row, k]), present=bool(reading.present[row, k]),
+                       level=reading.levels[row][k])
             for k, au in enumerate(units)])
         for row, face in enumerate(frame.faces)])
 

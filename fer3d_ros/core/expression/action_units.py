@@ -13,8 +13,11 @@ several), with a probability threshold, both fitted on CK+ apex frames against t
 FACS codes and neutral first frames (training/eval_action_units.py, which also shows that this
 beats thresholding the intensity under subject-wise cross-validation). Only AUs measured there
 have a presence model (models/action_units.json); it holds only for the regressor it was fitted
-on. FACS intensity letters A (trace) to E (maximum) of a present AU are equal fifths of its
-intensity.
+on. A second set, fitted the same way on calibrated coefficients (each subject's own neutral
+frames as the rest), reads presence relative to a person once their neutral is known: resting
+brows higher than the model's mean face are not a raised brow. FACS intensity letters A (trace) to
+E (maximum) of a present AU are equal fifths of the intensity of the reading used (raw or
+calibrated).
 
 What 68 landmarks and a 2D crop cannot see is not here: gaze (AU61-64: the eyeLook* weights are
 held at 0 by the pseudo-ground truth), cheek puff (AU34), lip roll/suck (AU28).
@@ -84,21 +87,26 @@ class PresenceModel:
             for number, weights, bias, threshold in zip(self.numbers, self.weights, self.bias, self.thresholds)}}
 
 
-def load_presence_model(path: str | os.PathLike | None = None) -> PresenceModel:
-    """The presence models of models/action_units.json (or `path`); the card may hold more (figures)."""
+CALIBRATED_SECTION = 'calibrated_action_units'  # the card's presence models on calibrated coefficients
+
+
+def load_presence_model(path: str | os.PathLike | None = None, calibrated: bool = False) -> PresenceModel:
+    """The presence models of models/action_units.json (or `path`) on raw coefficients, or on
+    calibrated ones (its `calibrated_action_units` section); the card may hold more (figures)."""
     with open(path or find_model(MODEL_FILE)) as file:
         card = json.load(file)
-    units = card['action_units']
+    units = card[CALIBRATED_SECTION]['action_units'] if calibrated else card['action_units']
     return PresenceModel(card['model_id'], tuple(int(number) for number in units),
                          np.array([unit['weights'] for unit in units.values()], np.float64),
                          np.array([unit['bias'] for unit in units.values()], np.float64),
                          np.array([unit['threshold'] for unit in units.values()], np.float64))
 
 
-def shipped_presence(model_id: str) -> PresenceModel | None:
-    """The shipped presence models if they were fitted on this regressor (else None: intensities only)."""
+def shipped_presence(model_id: str, calibrated: bool = False) -> PresenceModel | None:
+    """The shipped presence models (raw or calibrated) if they were fitted on this regressor (else
+    None: intensities only, or raw presence only)."""
     try:
-        presence = load_presence_model()
+        presence = load_presence_model(calibrated=calibrated)
     except (OSError, ValueError, KeyError):
         return None
     return presence if presence.model_id == model_id else None
@@ -106,25 +114,32 @@ def shipped_presence(model_id: str) -> PresenceModel | None:
 
 @dataclass(frozen=True)
 class Reading:
-    intensities: np.ndarray    # (N, K) in [0, 1]
+    intensities: np.ndarray    # (N, K) in [0, 1] from the raw coefficients
+    calibrated_intensities: np.ndarray  # (N, K) in [0, 1] from the calibrated ones; NaN rows without them
+    relative: np.ndarray       # (N,) bool: presence and levels read relative to the person's neutral
     probabilities: np.ndarray  # (N, K) presence probability; NaN for an AU without a presence model
     present: np.ndarray        # (N, K) bool
     levels: list[list[str]]    # (N, K) FACS letter of a present AU, else ''
 
 
 class ActionUnitReader:
-    """AU intensities for batches of coefficients, and presence where a presence model was measured."""
+    """AU intensities for batches of coefficients, and presence where a presence model was measured:
+    from raw coefficients, or relative to the person's neutral (calibrated ones) where asked."""
 
-    def __init__(self, names: list[str] | tuple[str, ...], presence: PresenceModel | None = None) -> None:
+    def __init__(self, names: list[str] | tuple[str, ...], presence: PresenceModel | None = None,
+                 calibrated_presence: PresenceModel | None = None) -> None:
         index = {name: k for k, name in enumerate(names)}
         missing = sorted({name for au in ACTION_UNITS for group in au.groups for name in group} - set(index))
         if missing:
             raise ValueError(f'the expression coefficients lack {", ".join(missing)}: action units need '
                              'ICT-FaceKit / ARKit blendshape names')
-        if presence is not None and presence.weights.shape[1] != len(names):
-            raise ValueError(f'the presence models take {presence.weights.shape[1]} coefficients, the regressor '
-                             f'gives {len(names)}')
-        self.units, self.presence = ACTION_UNITS, presence
+        for model in (presence, calibrated_presence):
+            if model is not None and model.weights.shape[1] != len(names):
+                raise ValueError(f'the presence models take {model.weights.shape[1]} coefficients, the regressor '
+                                 f'gives {len(names)}')
+        if calibrated_presence is not None and (presence is None or calibrated_presence.numbers != presence.numbers):
+            raise ValueError('the calibrated presence models must cover the same action units as the raw ones')
+        self.units, self.presence, self.calibrated_presence = ACTION_UNITS, presence, calibrated_presence
         self._groups = [[np.array([index[name] for name in group]) for group in au.groups] for au in ACTION_UNITS]
         numbers = presence.numbers if presence else ()
         # column of each unit in the presence model, -1 where it has none
@@ -138,17 +153,33 @@ class ActionUnitReader:
                            for groups in self._groups], axis=1)
         return np.clip(values, 0.0, 1.0)
 
-    def read(self, coefficients: np.ndarray) -> Reading:
-        """Intensities, presence and FACS letters from raw (N, n) coefficients."""
+    def read(self, coefficients: np.ndarray, calibrated: np.ndarray | None = None,
+             relative: np.ndarray | None = None) -> Reading:
+        """Intensities, presence and FACS letters from raw (N, n) coefficients; with `calibrated` (N, n)
+        (NaN rows where a face has none), their intensities too, and the presence of the `relative`
+        (N,) rows read from them (only where a calibrated row and calibrated presence models exist)."""
         x = np.atleast_2d(np.asarray(coefficients, np.float64))
+        calibrated = np.full(x.shape, np.nan) if calibrated is None else np.atleast_2d(np.asarray(calibrated,
+                                                                                                  np.float64))
+        finite = np.isfinite(calibrated).all(axis=1)
+        usable = finite & (self.calibrated_presence is not None)
+        relative = usable if relative is None else np.asarray(relative, bool) & usable
         intensities = self.intensities(x)
+        calibrated_intensities = np.full_like(intensities, np.nan)
+        if finite.any():
+            calibrated_intensities[finite] = self.intensities(calibrated[finite])
         probabilities = np.full(intensities.shape, np.nan)
-        present = np.zeros(intensities.shape, bool)
         measured = self._presence_column >= 0
-        if measured.any():
-            columns = self._presence_column[measured]
-            probabilities[:, measured] = self.presence.probabilities(x)[:, columns]
-            present[:, measured] = probabilities[:, measured] >= self.presence.thresholds[columns]
-        letters = np.minimum((intensities * len(LEVELS)).astype(int), len(LEVELS) - 1)
+        columns = self._presence_column[measured]
+        thresholds = np.zeros(intensities.shape)
+        for rows, model, values in ((~relative, self.presence, x), (relative, self.calibrated_presence, calibrated)):
+            if rows.any() and measured.any():
+                block = np.ix_(rows, measured)
+                probabilities[block] = model.probabilities(values[rows])[:, columns]
+                thresholds[block] = model.thresholds[columns]
+        present = np.nan_to_num(probabilities, nan=-1.0) >= thresholds
+        present[:, ~measured] = False
+        read = np.where(relative[:, None], calibrated_intensities, intensities)
+        letters = np.minimum((read * len(LEVELS)).astype(int), len(LEVELS) - 1)
         levels = [[LEVELS[k] if yes else '' for k, yes in zip(row, mask)] for row, mask in zip(letters, present)]
-        return Reading(intensities, probabilities, present, levels)
+        return Reading(intensities, calibrated_intensities, relative, probabilities, present, levels)
