@@ -87,6 +87,21 @@ def test_only_calm_frontal_frames_become_neutral_evidence():
     assert not turned.neutral_candidate
 
 
+def test_a_face_the_raw_classifier_does_not_call_neutral_is_no_neutral_evidence():
+    person = SyntheticPerson(3)
+    calibrator = Calibrator(N_COEFFICIENTS, CalibrationSettings(min_neutral_probability=0.3))
+    for index in range(60):  # calm and frontal, but read as a held expression
+        points, coefficients, _, _ = person.frame()
+        calibrator.new_frame(index / 30)
+        held = calibrator.update('f1', points, coefficients, np.zeros(3), neutral_probability=0.1)
+        assert not held.neutral_candidate
+    assert held.coefficients is None and held.confidence == 0.0
+    calm = [calibrator.update('f1', *person.frame()[:2], np.zeros(3), neutral_probability=0.8) for _ in range(30)]
+    assert np.mean([r.neutral_candidate for r in calm]) > 0.6
+    ungated = calibrator.update('f1', *person.frame()[:2], np.zeros(3))  # probability not known: not gated
+    assert ungated.coefficients is not None
+
+
 def test_calibration_never_crosses_between_ids_and_new_tracks_start_fresh():
     people = {'f1': SyntheticPerson(3), 'f2': SyntheticPerson(4)}
     calibrator = Calibrator(N_COEFFICIENTS, CalibrationSettings(forget_after=1.0))

@@ -336,7 +336,9 @@ def test_a_returning_person_keeps_their_id_and_calibration_and_a_newcomer_inheri
     """Person A, then B walking into the same spot, then A again (real clips, face_node and
     expression_node in their own processes)."""
     face = start_node('face_node', tmp_path / 'face.log')
-    expression = start_node('expression_node', tmp_path / 'expression.log', '-p', 'backend:=onnxruntime')
+    # 3 s clips: confident calibration within one (the held-expression guard wants 3 s of evidence)
+    expression = start_node('expression_node', tmp_path / 'expression.log', '-p', 'backend:=onnxruntime',
+                            '-p', 'calibration.min_neutral_seconds:=1.0')
     client = ros.node('client')
     expressions = []
     client.create_subscription(ExpressionArray, 'expressions', expressions.append, RELIABLE_QOS)

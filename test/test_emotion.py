@@ -1,5 +1,6 @@
 """The emotion classifier: training on real CK+ features, the exported model, smoothing, baselines."""
 from collections import defaultdict
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from fer3d_ros.core.affect.emotion import (
     EmotionSmoother,
     default_classifier,
 )
+from fer3d_ros.core.affect.stage import EmotionSettings, EmotionStage, FaceExpression
 from fer3d_ros.core.expression.regressor import default_regressor
 from fer3d_ros.core.files import ModelFileError, find_model
 from training.baselines import available_baselines
@@ -122,3 +124,21 @@ def test_a_classifier_is_only_loaded_for_the_features_it_was_trained_on():
     assert default_classifier(features='calibrated').model.features == 'calibrated'
     with pytest.raises(ModelFileError, match='trained on calibrated coefficients'):
         default_classifier(str(find_model(CALIBRATED_MODEL_FILE)), features='raw')
+
+
+def test_a_calibrated_face_averages_both_classifiers_by_the_calibration_weight():
+    stage = EmotionStage()
+    names = stage.classifier.model.feature_names
+    rng = np.random.default_rng(0)
+    raw, relative = rng.uniform(0, 0.6, len(names)), rng.uniform(-0.3, 0.3, len(names))
+    face = FaceExpression('f1', raw, relative, calibration_confidence=0.9)
+    alone = stage.classifier.predict_proba(raw[None])[0], stage.calibrated_classifier.predict_proba(relative[None])[0]
+    for weight in (0.0, 0.5, 1.0):
+        settings = EmotionSettings()
+        stage.apply(replace(settings, calibration=replace(settings.calibration, weight=weight),
+                            smoothing=replace(settings.smoothing, time_constant=0.0)))
+        frame = stage.process(float(weight), names, [face])
+        assert frame.calibrated.tolist() == [True]
+        assert frame.probabilities[0] == pytest.approx((1 - weight) * alone[0] + weight * alone[1])
+    uncalibrated = stage.process(2.0, names, [FaceExpression('f2', raw, relative, calibration_confidence=0.1)])
+    assert uncalibrated.probabilities[0] == pytest.approx(alone[0]) and not uncalibrated.calibrated[0]

@@ -5,19 +5,41 @@ for the emotions and action units of people met again.
   the neutral frames of the other sequences (its own sequence's neutral left out). Rank-1 (the nearest
   subject is right) and verification (balanced accuracy of same / not same at the threshold). The
   threshold is chosen on the even-numbered subjects and reported on the odd ones.
-- cost: descriptor ms per face.
-Usage: python -m training.eval_people [--identification]
+- meeting people (CK+ subject-wise folds, classifiers fitted on the other folds' subjects): the
+  subjects of a fold are met one after another, each once: every image of a subject is held for
+  1.5 s (30 frames at 20 fps), the face gone 2 s in between (a new track each time). Order: its
+  neutral frames, then its apexes (`meeting`), or one apex first, then the neutral frames, then
+  that apex again (`apex first`). Per-person state (the calibration and smoothing of the person
+  recognised from the descriptor, as the nodes keep them), per-track state (each showing starts
+  afresh) and raw (no calibration) are scored on the label held at the end of each showing and
+  on every frame. The guards against learning a held expression as the rest
+  (calibration.min_neutral_probability, min_neutral_seconds, emotion_node's calibration.weight)
+  were chosen on the even-numbered (validation) subjects; the odd ones are reported apart.
+- cost: descriptor ms per face (bench/bench_people.py measures it alone, with the worker's CPU).
+Usage: python -m training.eval_people [--trials 10] [--folds 10]
 """
 from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass, replace
 
 import numpy as np
+from sklearn.model_selection import StratifiedGroupKFold
+from tqdm import tqdm
 
+from fer3d_ros.core.affect.emotion import EMOTIONS, EmotionClassifier, EmotionSmoother
+from fer3d_ros.core.affect.stage import EmotionSettings
+from fer3d_ros.core.expression.calibration import CalibrationSettings, Calibrator
 from fer3d_ros.core.expression.regressor import default_regressor
-from fer3d_ros.core.people import Describer, PersonSettings, face_chip
-from training.emotion_data import Features, load_features, read_image
+from fer3d_ros.core.people import Describer, DescriptorWorker, People, PersonSettings, face_chip
+from training.emotion_data import Features, calibrated_features, load_features, read_image
+from training.emotion_svm import SearchSettings, fit_model
+
+FPS, HELD, GAP = 20.0, 30, 2.0  # a showing: 30 frames at 20 fps (1.5 s), then the face gone 2 s
+RECOGNISED_AFTER = 5            # frames: the track's confirmation (3) and the worker's ~80 ms
+NEUTRAL = EMOTIONS.index('neutral')
+MODES = ('person', 'track', 'raw')
 
 
 def sequence_of(path) -> str:
@@ -65,9 +87,120 @@ def balanced_accuracy(result: dict[str, np.ndarray], threshold: float) -> float:
     return 0.5 * (np.mean(result['genuine'] <= threshold) + np.mean(result['impostor'] > threshold))
 
 
+@dataclass(frozen=True)
+class FoldModels:
+    raw: EmotionClassifier
+    calibrated: EmotionClassifier
+    subjects: list[str]   # the fold's test subjects
+
+
+def fold_models(features: Features, folds: int, settings: SearchSettings) -> list[FoldModels]:
+    """Per subject-wise fold, ECOC classifiers on raw and on calibrated coefficients fitted on the other
+    folds (as training.eval_calibration); the raw one also gates the neutral evidence."""
+    calibrated = calibrated_features(features)
+    usable = features.found & np.isfinite(calibrated).all(axis=1)
+    labels, groups, names = features.labels, features.groups, tuple(default_regressor().card.expression_names)
+    split = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=settings.seed)
+    models = []
+    for train, test in tqdm(list(split.split(features.cnn, labels, groups)), desc='folds', leave=False):
+        raw_rows, calibrated_rows = train[features.found[train]], train[usable[train]]
+        raw = fit_model(features.cnn[raw_rows], labels[raw_rows], groups[raw_rows], names, 'raw', settings)
+        calibrated_model = fit_model(calibrated[calibrated_rows], labels[calibrated_rows], groups[calibrated_rows],
+                                     names, 'calibrated', settings, features='calibrated')
+        models.append(FoldModels(EmotionClassifier(raw), EmotionClassifier(calibrated_model),
+                                 sorted(set(groups[test]))))
+    return models
+
+
+def showings(features: Features, subject: str, apex_first: bool) -> list[int]:
+    """The images shown to the robot when meeting one subject, in order."""
+    rows = np.flatnonzero((features.groups == subject) & features.found)
+    neutral = rows[features.labels[rows] == NEUTRAL]
+    apexes = rows[features.labels[rows] != NEUTRAL]
+    if apex_first:
+        return [apexes[0], *neutral, apexes[0]] if len(apexes) else []
+    return [*neutral, *apexes]
+
+
+@dataclass
+class Meeting:
+    """What the robot held at the end of each showing, and on every frame, in one mode."""
+    image: list[int]
+    subject: list[str]
+    first: list[bool]      # the first showing of its subject
+    final: list[int]       # label at the end of the showing
+    frames: list[float]    # fraction of the showing's frames labelled right
+
+
+def meet(features: Features, vectors: np.ndarray, models: FoldModels, mode: str, apex_first: bool,
+         calibration: CalibrationSettings, weight: float, people: People) -> Meeting:
+    """Meet a fold's subjects one after another as the nodes would (state kept per `mode`), with
+    emotion_node's default smoothing and calibration confidence, and the calibrated classifier's
+    `weight` (emotion_node's calibration.weight)."""
+    emotion = EmotionSettings()
+    calibrator = Calibrator(features.cnn.shape[1], calibration)
+    smoother = EmotionSmoother(emotion.smoothing.time_constant, emotion.smoothing.forget_after)
+    raw_probabilities = models.raw.predict_proba(np.where(features.found[:, None], features.cnn, 0.0))
+    result = Meeting([], [], [], [], [])
+    clock, tracks = 0.0, 0
+    for subject in models.subjects:
+        for order, image in enumerate(showings(features, subject, apex_first)):
+            tracks += 1
+            track, person, right = f't{tracks}', '', 0
+            for frame in range(HELD):
+                clock += 1.0 / FPS
+                calibrator.new_frame(clock)
+                if mode == 'person' and frame == RECOGNISED_AFTER and np.isfinite(vectors[image]).all():
+                    person = people.assign(track, vectors[image])
+                probabilities = raw_probabilities[image][None]
+                if mode != 'raw':
+                    calibrated = calibrator.update(track, features.landmarks[image], features.cnn[image],
+                                                   person_id=person,
+                                                   neutral_probability=float(probabilities[0, NEUTRAL]))
+                    if calibrated.coefficients is not None and \
+                            calibrated.confidence >= emotion.calibration.min_confidence:  # as EmotionStage
+                        relative = models.calibrated.predict_proba(calibrated.coefficients[None])
+                        probabilities = (1.0 - weight) * probabilities + weight * relative
+                smoothed = smoother.update(clock, [track], probabilities, [person])[0][0]
+                right += int(smoothed.argmax() == features.labels[image])
+            result.image.append(image)
+            result.subject.append(subject)
+            result.first.append(order == 0)
+            result.final.append(int(smoothed.argmax()))
+            result.frames.append(right / HELD)
+            clock += GAP
+            people.update(clock, None, [])  # the face is gone: its track ends
+    return result
+
+
+def meetings(features: Features, vectors: np.ndarray, folds: list[FoldModels], apex_first: bool,
+             calibration: CalibrationSettings, weight: float) -> dict[str, Meeting]:
+    results = {}
+    worker = DescriptorWorker()  # idle: the descriptors were computed before; People needs one
+    try:
+        for mode in MODES:
+            parts = [meet(features, vectors, fold, mode, apex_first, calibration, weight, People(worker=worker))
+                     for fold in folds]
+            results[mode] = Meeting(*(sum((getattr(part, name) for part in parts), [])
+                                      for name in ('image', 'subject', 'first', 'final', 'frames')))
+    finally:
+        worker.close()
+    return results
+
+
+def scores(features: Features, meeting: Meeting, subjects: set[str], first_only: bool = False) -> tuple[float, float]:
+    """(accuracy of the label held at the end of the showings, of every frame) over `subjects`' showings."""
+    rows = [k for k, subject in enumerate(meeting.subject) if subject in subjects and
+            (meeting.first[k] or not first_only)]
+    truth = features.labels[np.array(meeting.image)[rows]]
+    return float(np.mean(np.array(meeting.final)[rows] == truth)), float(np.mean(np.array(meeting.frames)[rows]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.parse_args()
+    parser.add_argument('--trials', type=int, default=10, help='Bayesian optimisation trials per fold and model')
+    parser.add_argument('--folds', type=int, default=10, help='subject-wise folds of the meetings (0: skip them)')
+    args = parser.parse_args()
     regressor = default_regressor(backend='onnxruntime')
     features = load_features('ckplus', regressor)
     vectors, ms = descriptors(features, Describer())
@@ -88,6 +221,34 @@ def main() -> None:
               f'at {shipped:.2f}: {balanced_accuracy(result, shipped):.4f} (same accepted {accepted:.4f}, other '
               f'rejected {rejected:.4f}); distance median genuine {np.median(result["genuine"]):.3f}, impostor '
               f'{np.median(result["impostor"]):.3f}')
+    if args.folds:
+        folds = fold_models(features, args.folds, SearchSettings(trials=args.trials))
+        print_meetings(features, vectors, folds, choose, report)
+
+
+def print_meetings(features: Features, vectors: np.ndarray, folds: list[FoldModels], choose: set[str],
+                   report: set[str]) -> None:
+    """The shipped settings, and without the guards against a held expression (every still, calm
+    frame neutral evidence at once, the calibrated classifier alone)."""
+    shipped = CalibrationSettings()
+    variants = {'shipped': (shipped, EmotionSettings().calibration.weight),
+                'without the held-expression guards': (
+                    replace(shipped, min_neutral_probability=0.0, min_neutral_seconds=0.0), 1.0)}
+    print(f'meeting people: {len(folds)} subject-wise folds; each image held {HELD / FPS:.1f} s, {GAP:.0f} s apart; '
+          'accuracy of the label at the end of each showing (of every frame)')
+    for variant, (calibration, weight) in variants.items():
+        print(f'  {variant}: calibration.min_neutral_probability {calibration.min_neutral_probability:.2f}, '
+              f'min_neutral_seconds {calibration.min_neutral_seconds:.1f}, emotion calibration.weight {weight:.2f}')
+        for apex_first in (False, True):
+            results = meetings(features, vectors, folds, apex_first, calibration, weight)
+            for name, subjects in (('validation subjects', choose), ('held-out subjects', report),
+                                   ('all subjects', choose | report)):
+                parts = []
+                for mode in MODES:
+                    final, frames = scores(features, results[mode], subjects, first_only=apex_first)
+                    parts.append(f'{mode} {final:.4f} ({frames:.4f})')
+                what = 'apex first, first showing' if apex_first else 'meeting, every showing'
+                print(f'    {what:26s} {name:20s} ' + ', '.join(parts), flush=True)
 
 
 if __name__ == '__main__':

@@ -28,6 +28,10 @@ class EmotionCalibrationSettings:
     min_confidence: float = setting(0.5, 'Calibration confidence from which a face is classified from its '
                                     'calibrated coefficients (0.5: about 21 neutral frames).', minimum=0.0,
                                     maximum=1.0, dynamic=True)
+    weight: float = setting(0.5, "Weight of the calibrated classifier's probabilities, averaged with the raw "
+                            "classifier's, for a calibrated face (1 = calibrated only): a baseline that took a held "
+                            'expression for the rest is outvoted where the raw view is clear; chosen on CK+ '
+                            '(training.eval_people).', minimum=0.0, maximum=1.0, dynamic=True)
 
 
 @dataclass(frozen=True)
@@ -107,11 +111,13 @@ class EmotionStage:
         usable = [face for face, problem in checked if not problem]
         calibrated = np.array([self.uses_calibrated(face, len(names)) for face in usable], bool)
         probabilities = np.zeros((len(usable), len(self.classes)))
-        for use_calibrated, classifier in ((False, self.classifier), (True, self.calibrated_classifier)):
-            rows = np.flatnonzero(calibrated == use_calibrated)
-            if len(rows):
-                values = [usable[i].calibrated if use_calibrated else usable[i].coefficients for i in rows]
-                probabilities[rows] = classifier.predict_proba(np.array(values))
+        if usable:
+            probabilities = self.classifier.predict_proba(np.array([face.coefficients for face in usable]))
+        rows = np.flatnonzero(calibrated)
+        if len(rows):
+            weight = self.settings.calibration.weight
+            relative = self.calibrated_classifier.predict_proba(np.array([usable[i].calibrated for i in rows]))
+            probabilities[rows] = (1.0 - weight) * probabilities[rows] + weight * relative
         smoothed, restarted = self.smoother.update(stamp, [face.id for face in usable], probabilities,
                                                    [face.person_id for face in usable])
         return EmotionFrame([face.id for face in usable], [face.person_id for face in usable], smoothed, calibrated,

@@ -75,6 +75,14 @@ class CalibrationSettings:
                                                     dynamic=True)
     forget_after: float = setting(2.0, 'Seconds after which a face that left the view loses its '
                                            'calibration.', minimum=0.01, maximum=3600.0, dynamic=True)
+    min_neutral_probability: float = setting(
+        0.3, "A frame is neutral evidence only where the raw emotion classifier gives neutral at least this "
+        'probability: a held expression is not learned as the rest (0 = off; chosen on CK+, training.eval_people).',
+        minimum=0.0, maximum=1.0, dynamic=True)
+    min_neutral_seconds: float = setting(
+        3.0, 'The neutral evidence must span at least this many seconds (first to last neutral frame) before the '
+        'calibration is fully confident: one held expression is not a rest (0 = off).', minimum=0.0,
+        maximum=600.0, dynamic=True)
 
     def check(self) -> None:
         check_settings(self)
@@ -141,12 +149,14 @@ class NeutralBaseline:
         self.settings = settings
         self._coefficients = np.zeros((settings.window, size), np.float32)  # a ring buffer
         self._activity = np.zeros(settings.window)
+        self._times = np.zeros(settings.window)  # stamps of the candidates (their span)
         self.count = 0   # candidates held (at most window)
         self._next = 0
         self._neutral: np.ndarray | None = None
 
-    def add(self, coefficients: np.ndarray, activity: float) -> None:
+    def add(self, coefficients: np.ndarray, activity: float, time: float = 0.0) -> None:
         self._coefficients[self._next], self._activity[self._next] = coefficients, activity
+        self._times[self._next] = time
         self._next = (self._next + 1) % self.settings.window
         self.count = min(self.count + 1, self.settings.window)
         self._neutral = None
@@ -161,7 +171,12 @@ class NeutralBaseline:
 
     @property
     def confidence(self) -> float:
-        return float(1.0 - np.exp(-self.count / self.settings.frames_for_confidence))
+        """Grows with the neutral frames held, scaled down while they span less than min_neutral_seconds."""
+        frames = 1.0 - np.exp(-self.count / self.settings.frames_for_confidence)
+        if self.settings.min_neutral_seconds <= 0.0 or not self.count:
+            return float(frames)
+        span = float(np.ptp(self._times[:self.count]))
+        return float(frames * min(1.0, span / self.settings.min_neutral_seconds))
 
 
 @dataclass(frozen=True, eq=False)
@@ -190,6 +205,7 @@ class Calibrator:
         self.n_coefficients, self.settings = n_coefficients, settings
         self.model = model or load_landmark_model()
         self.tracks = TrackStates(self._new_track, settings.forget_after, max_tracks)
+        self._time = 0.0
 
     def _new_track(self) -> TrackCalibration:
         return TrackCalibration(TrackIdentity(self.model, self.settings),
@@ -213,12 +229,16 @@ class Calibrator:
 
     def new_frame(self, time: float) -> bool:
         """Start a frame (stamp seconds); True if time went backwards and every track restarted."""
-        return self.tracks.new_frame(time)
+        went_back = self.tracks.new_frame(time)
+        self._time = time
+        return went_back
 
     def update(self, face_id: str, landmarks: np.ndarray, coefficients: np.ndarray,
-               angles: np.ndarray | None = None, person_id: str = '') -> Calibrated:
+               angles: np.ndarray | None = None, person_id: str = '',
+               neutral_probability: float | None = None) -> Calibrated:
         """One face of the current frame: landmarks (68, 2) px (or flat), coefficients (n,), (roll, pitch, yaw)
-        rad. Raises ValueError saying what is wrong with the face's input (the caller names the face)."""
+        rad, and the raw classifier's probability that the face is neutral (None: not known, not gated).
+        Raises ValueError saying what is wrong with the face's input (the caller names the face)."""
         landmarks, coefficients = np.asarray(landmarks, np.float64), np.asarray(coefficients, np.float32)
         if landmarks.size != 136:
             raise ValueError(f'expected 68 (x, y) landmarks, got {landmarks.size} values')
@@ -232,9 +252,10 @@ class Calibrator:
         track = self.tracks.seen_face(face_id, person_id)
         activity = track.identity.activity_mm(track.identity.update(landmarks))
         frontal = angles is None or np.all(np.abs(np.asarray(angles)[1:]) <= np.radians(self.settings.max_angle_deg))
-        candidate = bool(frontal and activity <= self.settings.max_activity_mm)
+        looks_neutral = neutral_probability is None or neutral_probability >= self.settings.min_neutral_probability
+        candidate = bool(frontal and looks_neutral and activity <= self.settings.max_activity_mm)
         if candidate:
-            track.baseline.add(coefficients, activity)
+            track.baseline.add(coefficients, activity, self._time)
         neutral = track.baseline.neutral
         return Calibrated(None if neutral is None else np.clip(coefficients - neutral, -1.0, 1.0),
                           track.baseline.confidence, activity, candidate)

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fer3d_ros.core.affect.emotion import EmotionClassifier, default_classifier
 from fer3d_ros.core.expression.action_units import ActionUnitReader, Reading, shipped_presence
 from fer3d_ros.core.expression.calibration import CalibrationSettings, Calibrator
 from fer3d_ros.core.expression.motion import FaceMotion as Motion
@@ -43,6 +44,10 @@ class ExpressionSettings:
                              'kept. Each face costs inference and calibration time (~15 ms on a CPU) and '
                              'calibration memory, so one crowded or malformed frame cannot stall the node.',
                              minimum=1, maximum=1000, dynamic=True)
+    action_units_min_confidence: float = setting(
+        0.5, "Calibration confidence from which a face's action units are present or not relative to its "
+        "person's neutral (FaceActionUnits.calibrated), as emotion_node's calibration.min_confidence does for the "
+        'emotion; before it, from the raw coefficients.', minimum=0.0, maximum=1.0, dynamic=True)
     calibration: CalibrationSettings = group(CalibrationSettings)
 
 
@@ -86,7 +91,10 @@ class ExpressionStage:
         self.calibrator = Calibrator(len(names), settings.calibration,
                                      max_tracks=CALIBRATED_TRACKS_PER_FACE * settings.max_faces) \
             if settings.calibration.enabled else None
-        self.action_units = ActionUnitReader(names, shipped_presence(self.regressor.card.model_id))
+        model_id = self.regressor.card.model_id
+        self.action_units = ActionUnitReader(names, shipped_presence(model_id), shipped_presence(model_id, True))
+        self._neutral_classifier: EmotionClassifier | None = None  # made when the neutral gate is first on
+        self._load_neutral_gate(settings)
         self.motion = MotionTracker()
         self.motion_vertices = load_motion_model()[1].astype(np.uint32)  # the same for every face
 
@@ -97,12 +105,15 @@ class ExpressionStage:
     def apply(self, settings: ExpressionSettings) -> None:
         """Take new values of the dynamic settings."""
         settings = check(settings)
+        self._load_neutral_gate(settings)
         if self.calibrator is not None:
             calibration = settings.calibration
             self.calibrator.configure(max_activity_mm=calibration.max_activity_mm,
                                       max_angle_deg=calibration.max_angle_deg,
                                       frames_for_confidence=calibration.frames_for_confidence,
-                                      forget_after=calibration.forget_after)
+                                      forget_after=calibration.forget_after,
+                                      min_neutral_probability=calibration.min_neutral_probability,
+                                      min_neutral_seconds=calibration.min_neutral_seconds)
             self.calibrator.tracks.max_states = CALIBRATED_TRACKS_PER_FACE * settings.max_faces
         self.settings = settings
 
@@ -128,25 +139,47 @@ class ExpressionStage:
         restarted = False
         if self.calibrator is not None:
             restarted = self.calibrator.new_frame(stamp)
+            neutral = self.neutral_probabilities(coefficients)
             for index, face in enumerate(faces):
                 try:
                     result = self.calibrator.update(face.id, face.landmarks, coefficients[index], face.angles,
-                                                    face.person_id)
+                                                    face.person_id, neutral[index])
                 except ValueError as error:  # this face stays uncalibrated; the others go on
                     problems.append(f'face {face.id}: {error}; published uncalibrated')
                     continue
                 calibrated[index], confidence[index] = result.coefficients, result.confidence
         return ExpressionFrame(faces, coefficients, calibrated, confidence, problems, dropped, restarted)
 
-    def read_action_units(self, frame: ExpressionFrame) -> tuple[Reading, np.ndarray]:
-        """The action units of every face from its raw coefficients, and their intensities from its
-        calibrated ones (NaN rows for a face without calibration)."""
-        raw = self.action_units.read(frame.coefficients)
-        calibrated = np.full_like(raw.intensities, np.nan)
-        rows = [row for row, values in enumerate(frame.calibrated) if values is not None]
-        if rows:
-            calibrated[rows] = self.action_units.intensities(np.array([frame.calibrated[row] for row in rows]))
-        return raw, calibrated
+    def _load_neutral_gate(self, settings: ExpressionSettings) -> None:
+        """The shipped raw emotion classifier, once calibration.min_neutral_probability is first on;
+        ValueError (the setting refused) where it does not read this regressor's coefficients."""
+        if settings.calibration.min_neutral_probability <= 0.0 or self._neutral_classifier is not None:
+            return
+        classifier = default_classifier(features='raw')
+        try:
+            classifier.check_names(self.names)
+        except ValueError as error:
+            raise ValueError(f'calibration.min_neutral_probability reads the shipped emotion classifier, which does '
+                             f"not take this regressor's coefficients ({error}): set it to 0") from None
+        self._neutral_classifier = classifier
+
+    def neutral_probabilities(self, coefficients: np.ndarray) -> list[float | None]:
+        """Per face, the shipped raw emotion classifier's probability of neutral, which gates the
+        calibration's neutral evidence (None for every face while the gate is off)."""
+        if self.settings.calibration.min_neutral_probability <= 0.0 or not len(coefficients):
+            return [None] * len(coefficients)
+        classifier = self._neutral_classifier
+        return list(classifier.predict_proba(coefficients)[:, classifier.classes.index('neutral')])
+
+    def read_action_units(self, frame: ExpressionFrame) -> Reading:
+        """The action units of every face: intensities from its raw and calibrated coefficients, presence
+        relative to its person's neutral once the calibration is confident (else from the raw ones)."""
+        calibrated = np.full(frame.coefficients.shape, np.nan)
+        for row, values in enumerate(frame.calibrated):
+            if values is not None:
+                calibrated[row] = values
+        relative = frame.confidence >= self.settings.action_units_min_confidence
+        return self.action_units.read(frame.coefficients, calibrated, relative)
 
     def face_motion(self, stamp: float, frame: ExpressionFrame, width: int,
                     height: int) -> tuple[list[tuple[FaceInput, Motion, HeadPose]], bool]:
