@@ -89,7 +89,8 @@ def test_face_arrays_replaced_while_the_network_runs_are_counted(ros, front_end)
 def test_a_track_seen_at_rest_gets_calibrated_and_a_reset_starts_it_again(ros, front_end):
     """A subject's neutral frame for 30 frames, then their happy apex: the smile stands out against
     their own neutral; ~reset_calibration drops it."""
-    node, publisher, received = _expression_graph(ros)
+    # a still image for ~1 s: the 3 s evidence-span guard (test_calibration) is not what is tested here
+    node, publisher, received = _expression_graph(ros, **{'calibration.min_neutral_seconds': 0.0})
     happy_path = sorted((CKPLUS / 'happiness').glob('*.png'))[0]
     neutral, happy = (face_message(_crop(front_end, path), FaceArray().header)
                       for path in (happy_path.parent.parent / 'neutral' / (happy_path.name[:9] + '00000001.png'),
@@ -204,7 +205,8 @@ def _send(ros, publisher, received, faces, frame: int, size: tuple[int, int] = (
 
 
 def test_only_confirmed_and_calibration_thresholds_change_at_run_time(ros, front_end):
-    node, publisher, received = _expression_graph(ros)
+    # a still image for ~1 s: the 3 s evidence-span guard (test_calibration) is not what is tested here
+    node, publisher, received = _expression_graph(ros, **{'calibration.min_neutral_seconds': 0.0})
     neutral = face_message(_crop(front_end, sorted(CKPLUS.glob('neutral/*.png'))[0]), FaceArray().header)
     for frame in range(5):
         out = _send(ros, publisher, received, [neutral], frame)
