@@ -1,4 +1,4 @@
-"""The emotion classifier: training on real CK+ features, the exported model, smoothing, baselines."""
+"""The emotion classifier: training on real CK+ features, the exported model, the temporal model, baselines."""
 from collections import defaultdict
 from dataclasses import replace
 
@@ -10,10 +10,10 @@ from fer3d_ros.core.affect.emotion import (
     EMOTIONS,
     EmotionClassifier,
     EmotionModel,
-    EmotionSmoother,
     default_classifier,
 )
 from fer3d_ros.core.affect.stage import EmotionSettings, EmotionStage, FaceExpression
+from fer3d_ros.core.affect.temporal import EmotionFilter
 from fer3d_ros.core.expression.regressor import default_regressor
 from fer3d_ros.core.files import ModelFileError, find_model
 from training.baselines import available_baselines
@@ -97,17 +97,83 @@ def test_broken_model_files_are_refused(tmp_path):
         default_classifier(tmp_path / 'missing.npz')
 
 
-def test_smoother_blends_by_time_forgets_and_resets():
-    smoother = EmotionSmoother(time_constant=1.0, forget_after=2.0)
-    a, b = np.eye(7)[[1]], np.eye(7)[[3]]
-    assert np.allclose(smoother.update(0.0, ['f1'], a)[0], a)
-    blended, reset = smoother.update(1.0, ['f1'], b)
-    assert not reset and np.isclose(blended[0, 3], 1 - np.exp(-1.0)) and np.isclose(blended.sum(), 1.0)
-    assert np.allclose(smoother.update(1.0, ['f2'], a)[0], a)  # ids never mix
-    assert np.allclose(smoother.update(10.0, ['f1'], a)[0], a) and len(smoother) == 1  # forgotten, f2 too
-    blended, reset = smoother.update(9.97, ['f1'], b)  # 30 ms out of order: blended as simultaneous
-    assert not reset and np.allclose(blended, a)
-    assert smoother.update(5.0, ['f1'], b)[1]  # time went backwards
+def filtered(temporal: EmotionFilter, time: float, face_id: str, probabilities: np.ndarray,
+             calibrated: bool = False) -> tuple[np.ndarray, int]:
+    reset = temporal.new_frame(time)
+    averaged, label = temporal.update(temporal.state(face_id), time, probabilities, calibrated)
+    return averaged, label if not reset else -label - 1
+
+
+def test_the_temporal_model_averages_by_time_forgets_and_resets():
+    temporal = EmotionFilter((), time_constant=1.0, switch_margin=0.0, forget_after=2.0)
+    a, b = np.eye(7)[1], np.eye(7)[3]
+    assert np.allclose(filtered(temporal, 0.0, 'f1', a)[0], a)
+    blended, label = filtered(temporal, 1.0, 'f1', b)
+    assert np.isclose(blended[3], 1 - np.exp(-1.0)) and np.isclose(blended.sum(), 1.0) and label == 3
+    assert np.allclose(filtered(temporal, 1.0, 'f2', a)[0], a)  # ids never mix
+    assert np.allclose(filtered(temporal, 10.0, 'f1', a)[0], a) and len(temporal) == 1  # forgotten, f2 too
+    assert np.allclose(filtered(temporal, 9.97, 'f1', b)[0], a)  # 30 ms out of order: blended as simultaneous
+    assert filtered(temporal, 5.0, 'f1', b)[1] < 0  # time went backwards: every state dropped
+
+
+def test_the_label_changes_only_when_another_class_leads_it_by_the_margin():
+    temporal = EmotionFilter((), time_constant=0.0, switch_margin=0.4)
+    neutral, ambiguous, surprise = (np.array([p, 0, 0, 1 - p, 0, 0, 0]) for p in (0.9, 0.4, 0.25))
+    assert filtered(temporal, 0.0, 'f', ambiguous)[1] == 3  # the first frame: the most probable class
+    assert filtered(temporal, 0.1, 'f', neutral)[1] == 0
+    assert filtered(temporal, 0.2, 'f', ambiguous)[1] == 0  # surprise leads by 0.2 < 0.4: held
+    assert filtered(temporal, 0.3, 'f', surprise)[1] == 3  # leads by 0.5
+    assert filtered(temporal, 0.35, 'f', neutral)[1] == 0
+    assert filtered(temporal, 0.36, 'f', ambiguous, calibrated=True)[1] == 3  # a calibrated reading decides afresh
+    temporal.configure(time_constant=0.0, switch_margin=0.0, speech_window=0.0)
+    assert filtered(temporal, 0.4, 'f', neutral)[1] == 0  # margin 0: the most probable class
+    people = EmotionFilter((), time_constant=0.4, switch_margin=0.4)
+    people.new_frame(0.0)
+    people.update(people.state('t1', 'p1'), 0.0, neutral)
+    people.new_frame(5.0)  # p1 comes back as a new track: their last visit's label does not hold
+    assert people.update(people.state('t2', 'p1'), 5.0, ambiguous)[1] == 3
+    with pytest.raises(ValueError, match='switch_margin'):
+        temporal.configure(time_constant=0.3, switch_margin=float('nan'), speech_window=0.5)
+
+
+def faces_over_time(stage: EmotionStage, frames: list[np.ndarray],
+                    fps: float = 30.0) -> tuple[list[str], list[str], np.ndarray]:
+    """One face shown `frames` (coefficient vectors) in turn: its published and per-frame labels, and
+    its averaged probabilities (frames, classes)."""
+    names, published, alone, averaged = stage.classifier.model.feature_names, [], [], []
+    for index, values in enumerate(frames):
+        frame = stage.process(index / fps, names, [FaceExpression('f1', values)])
+        published.append(stage.classes[frame.labels[0]])
+        alone.append(stage.classes[int(frame.frame_probabilities[0].argmax())])
+        averaged.append(frame.probabilities[0])
+    return published, alone, np.array(averaged)
+
+
+def test_a_talking_face_keeps_its_emotion_and_a_held_expression_is_read(ckplus_subset):
+    """Real CK+ coefficients: a neutral face whose jaw opens wide and closes four times a second
+    (speech) stays neutral, though the classifier alone reads many of its frames as something else;
+    the subject's surprise apex, held, is surprise within half a second plus the speech window."""
+    names = default_classifier().model.feature_names
+    labels = ckplus_subset.labels
+    neutral = ckplus_subset.cnn[np.flatnonzero(labels == EMOTIONS.index('neutral'))[0]]
+    surprise = ckplus_subset.cnn[np.flatnonzero(labels == EMOTIONS.index('surprise'))[0]]
+    talking = []
+    for index in range(90):  # 3 s at 30 fps
+        frame = neutral.copy()
+        frame[names.index('jawOpen')] = 0.9 * max(0.0, np.sin(2 * np.pi * 4 * index / 30))  # closed on each syllable
+        talking.append(frame)
+    published, alone, averaged = faces_over_time(EmotionStage(), talking)
+    assert len(alone) - alone.count('neutral') >= 10, 'the test needs a jaw the classifier alone misreads'
+    assert set(published) == {'neutral'}
+    settings = EmotionSettings()
+    without_speech = EmotionStage(replace(settings, smoothing=replace(settings.smoothing, speech_window=0.0)))
+    # the speech window keeps the syllables out of the probabilities, not only out of the label
+    neutral_column = EMOTIONS.index('neutral')
+    without = faces_over_time(without_speech, talking)[2]
+    assert averaged[:, neutral_column].min() > without[:, neutral_column].min() + 0.2
+    published = faces_over_time(EmotionStage(), [neutral] * 30 + [surprise] * 60)[0]
+    assert published[:30] == ['neutral'] * 30 and published[-1] == 'surprise'
+    assert published.index('surprise') - 30 <= (0.5 + settings.smoothing.speech_window) * 30
 
 
 def test_baselines_run_on_the_same_faces():

@@ -36,8 +36,10 @@ def expressions(seconds, faces, names=NAMES):
 
 
 def unsmoothed_emotion_node(ros):
-    """An emotion_node without smoothing, a publisher of expressions to it and the emotions it sent."""
-    ros.add(EmotionNode(context=ros.context, parameter_overrides=[Parameter('smoothing.time_constant', value=0.0)]))
+    """An emotion_node without temporal model (each frame's reading), a publisher of expressions to it
+    and the emotions it sent."""
+    ros.add(EmotionNode(context=ros.context, parameter_overrides=[
+        Parameter(f'smoothing.{name}', value=0.0) for name in ('time_constant', 'switch_margin', 'speech_window')]))
     client = ros.node('client')
     received = []
     client.create_subscription(EmotionArray, 'emotions', received.append, 10)
@@ -61,6 +63,7 @@ def test_emotion_node_labels_real_faces_copies_headers_and_survives_bad_input(ro
     (happy,) = first.emotions
     assert happy.id == 'f0001' and happy.label == Emotion.HAPPY and not happy.calibrated
     assert np.isclose(sum(happy.probabilities), 1.0, atol=1e-5) and happy.confidence == max(happy.probabilities)
+    assert happy.frame_label == happy.label and np.array_equal(happy.frame_probabilities, happy.probabilities)
     assert [e.id for e in second.emotions] == ['f0002'] and second.emotions[0].label == Emotion.SURPRISE
     assert third.emotions == [] and fourth.emotions[0].label == Emotion.HAPPY
 
@@ -93,6 +96,12 @@ def test_emotion_smoothing_changes_at_run_time_and_model_files_need_a_restart(ro
     publisher.publish(expressions(1.2, [('f0001', photo_coefficients['happy'])]))
     assert ros.spin_until(lambda: len(received) == 3)
     assert received[2].emotions[0].label == Emotion.SURPRISE  # one frame barely moves a 60 s average
+    assert received[2].emotions[0].frame_label == Emotion.HAPPY  # the frame's own reading beside it
+    assert ros.set_parameters('/emotion_node', smoothing__time_constant=0.0, smoothing__switch_margin=1.0).successful
+    publisher.publish(expressions(1.3, [('f0001', photo_coefficients['happy'])]))
+    assert ros.spin_until(lambda: len(received) == 4)
+    held = received[3].emotions[0]
+    assert held.label == Emotion.SURPRISE and max(held.probabilities) > held.confidence  # a margin of 1 holds
     out_of_range = ros.set_parameters('/emotion_node', smoothing__time_constant=-1.0)
     assert not out_of_range.successful and 'Min: 0.0, Max: 60.0' in out_of_range.reason
     refused = ros.set_parameters('/emotion_node', model='/other/classifier.npz')

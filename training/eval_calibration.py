@@ -18,7 +18,8 @@ import argparse
 import numpy as np
 from tqdm import tqdm
 
-from fer3d_ros.core.affect.emotion import EmotionSmoother, default_classifier
+from fer3d_ros.core.affect.emotion import default_classifier
+from fer3d_ros.core.affect.temporal import EmotionFilter
 from fer3d_ros.core.expression.calibration import Calibrator
 from fer3d_ros.core.expression.regressor import default_regressor
 from training.clip_tracks import ClipTrack, clip_track, evaluation_clips
@@ -94,9 +95,13 @@ def clips(regressor, min_confidence: float) -> None:
 
 
 def smoothed_labels(times: np.ndarray, probabilities: np.ndarray) -> np.ndarray:
-    """Labels as emotion_node publishes them (its default smoothing), one track."""
-    smoother = EmotionSmoother()
-    return np.array([smoother.update(t, ['main'], p[None])[0].argmax() for t, p in zip(times, probabilities)])
+    """Labels as emotion_node's default temporal model holds them (the mouth read as it is), one track."""
+    temporal = EmotionFilter(())
+    labels = []
+    for time, p in zip(times, probabilities):
+        temporal.new_frame(time)
+        labels.append(temporal.update(temporal.state('main'), time, p)[1])
+    return np.array(labels)
 
 
 def main() -> None:

@@ -28,8 +28,9 @@ import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 from tqdm import tqdm
 
-from fer3d_ros.core.affect.emotion import EMOTIONS, EmotionClassifier, EmotionSmoother
+from fer3d_ros.core.affect.emotion import EMOTIONS, EmotionClassifier
 from fer3d_ros.core.affect.stage import EmotionSettings
+from fer3d_ros.core.affect.temporal import EmotionFilter
 from fer3d_ros.core.expression.calibration import CalibrationSettings, Calibrator
 from fer3d_ros.core.expression.regressor import default_regressor
 from fer3d_ros.core.people import Describer, DescriptorWorker, People, PersonSettings, face_chip
@@ -135,11 +136,13 @@ class Meeting:
 def meet(features: Features, vectors: np.ndarray, models: FoldModels, mode: str, apex_first: bool,
          calibration: CalibrationSettings, weight: float, people: People) -> Meeting:
     """Meet a fold's subjects one after another as the nodes would (state kept per `mode`), with
-    emotion_node's default smoothing and calibration confidence, and the calibrated classifier's
-    `weight` (emotion_node's calibration.weight)."""
+    emotion_node's default temporal model (on a still the mouth's envelope changes nothing) and
+    calibration confidence, and the calibrated classifier's `weight` (emotion_node's calibration.weight)."""
     emotion = EmotionSettings()
     calibrator = Calibrator(features.cnn.shape[1], calibration)
-    smoother = EmotionSmoother(emotion.smoothing.time_constant, emotion.smoothing.forget_after)
+    smoothing = emotion.smoothing
+    temporal = EmotionFilter(models.raw.model.feature_names, smoothing.time_constant, smoothing.switch_margin,
+                             smoothing.speech_window, smoothing.forget_after)
     raw_probabilities = models.raw.predict_proba(np.where(features.found[:, None], features.cnn, 0.0))
     result = Meeting([], [], [], [], [])
     clock, tracks = 0.0, 0
@@ -150,9 +153,10 @@ def meet(features: Features, vectors: np.ndarray, models: FoldModels, mode: str,
             for frame in range(HELD):
                 clock += 1.0 / FPS
                 calibrator.new_frame(clock)
+                temporal.new_frame(clock)
                 if mode == 'person' and frame == RECOGNISED_AFTER and np.isfinite(vectors[image]).all():
                     person = people.assign(track, vectors[image])
-                probabilities = raw_probabilities[image][None]
+                probabilities, used_calibration = raw_probabilities[image][None], False
                 if mode != 'raw':
                     calibrated = calibrator.update(track, features.landmarks[image], features.cnn[image],
                                                    person_id=person,
@@ -161,12 +165,13 @@ def meet(features: Features, vectors: np.ndarray, models: FoldModels, mode: str,
                             calibrated.confidence >= emotion.calibration.min_confidence:  # as EmotionStage
                         relative = models.calibrated.predict_proba(calibrated.coefficients[None])
                         probabilities = (1.0 - weight) * probabilities + weight * relative
-                smoothed = smoother.update(clock, [track], probabilities, [person])[0][0]
-                right += int(smoothed.argmax() == features.labels[image])
+                        used_calibration = True
+                label = temporal.update(temporal.state(track, person), clock, probabilities[0], used_calibration)[1]
+                right += int(label == features.labels[image])
             result.image.append(image)
             result.subject.append(subject)
             result.first.append(order == 0)
-            result.final.append(int(smoothed.argmax()))
+            result.final.append(label)
             result.frames.append(right / HELD)
             clock += GAP
             people.update(clock, None, [])  # the face is gone: its track ends

@@ -1,5 +1,5 @@
-"""emotion_node: expressions (ExpressionArray) -> emotions (EmotionArray), per face, smoothed over time
-(core.affect.stage does the work)."""
+"""emotion_node: expressions (ExpressionArray) -> emotions (EmotionArray), per face, through its temporal
+model (core.affect.stage does the work)."""
 from __future__ import annotations
 
 import time
@@ -38,10 +38,10 @@ class EmotionNode(StageNode):
                                    face_expressions(msg))
         report_problems(self, self.diagnostics, 'skipped faces', frame.problems)
         if frame.restarted:
-            self.get_logger().info('time went backwards (a replayed bag?): smoothing state cleared')
+            self.get_logger().info('time went backwards (a replayed bag?): temporal state of every face cleared')
         self.publisher.publish(emotion_array(msg.header, self.stage.classifier.model.model_id, self.stage.classes,
                                              frame))
-        self.diagnostics.extra['tracked_faces'] = str(len(self.stage.smoother))
+        self.diagnostics.extra['tracked_faces'] = str(len(self.stage.filter))
         self.diagnostics.extra['calibrated_faces_last_frame'] = str(int(frame.calibrated.sum()))
         self.diagnostics.record(time.perf_counter() - start)
 

@@ -90,9 +90,11 @@ def face_motion_array(header, vertices: np.ndarray, moved: list) -> FaceMotionAr
 
 def emotion_array(header, model_id: str, classes: tuple[str, ...], frame: EmotionFrame) -> EmotionArray:
     return EmotionArray(header=header, model_id=model_id, labels=list(classes), emotions=[
-        Emotion(id=face_id, person_id=person_id, label=classes[int(p.argmax())], confidence=float(p.max()),
-                probabilities=p.astype(np.float32), calibrated=bool(c))
-        for face_id, person_id, p, c in zip(frame.ids, frame.person_ids, frame.probabilities, frame.calibrated)])
+        Emotion(id=face_id, person_id=person_id, label=classes[label], confidence=float(p[label]),
+                probabilities=p.astype(np.float32), frame_label=classes[int(now.argmax())],
+                frame_probabilities=now.astype(np.float32), calibrated=bool(c))
+        for face_id, person_id, p, label, now, c in zip(frame.ids, frame.person_ids, frame.probabilities,
+                                                        frame.labels, frame.frame_probabilities, frame.calibrated)])
 
 
 def stress_array(header, model_id: str, estimates: list[StressEstimate], person_of: dict[str, str]) -> StressArray:

@@ -23,7 +23,6 @@ from functools import cached_property
 import numpy as np
 
 from fer3d_ros.core.files import ModelFileError, find_model, require_file
-from fer3d_ros.core.track_states import TrackStates
 
 # The classes, in the order of every probability vector (the label constants of Emotion.msg).
 EMOTIONS = ('neutral', 'happy', 'sad', 'surprise', 'fear', 'disgust', 'anger')
@@ -214,48 +213,3 @@ def default_classifier(model_path: str | os.PathLike | None = None, features: st
                              f'one trained on {features} ones (python -m training.train_emotion --features '
                              f'{"calibrated" if features == "calibrated" else "cnn"})')
     return EmotionClassifier(model)
-
-
-@dataclass
-class _Smoothed:
-    time: float = 0.0
-    probabilities: np.ndarray | None = None
-
-
-class EmotionSmoother:
-    """Per-track exponential smoothing of emotion probabilities over time.
-
-    Each id keeps its last smoothed vector; a new observation dt seconds later is blended with
-    weight 1 - exp(-dt / time_constant), so the smoothing does not depend on the frame rate.
-    Ids not seen for `forget_after` seconds are dropped; time jumping back (a bag replayed in a
-    loop) clears every id, a frame slightly out of order does not (core.tracking.TrackStates).
-    time_constant 0 disables smoothing.
-    """
-
-    def __init__(self, time_constant: float = 0.3, forget_after: float = 2.0) -> None:
-        if time_constant < 0:
-            raise ValueError(f'time_constant must be >= 0 seconds, got {time_constant}')
-        self.time_constant = time_constant
-        self.tracks = TrackStates(_Smoothed, forget_after)
-
-    def __len__(self) -> int:
-        return len(self.tracks)
-
-    def update(self, time: float, ids: list[str], probabilities: np.ndarray,
-               person_ids: list[str] | None = None) -> tuple[np.ndarray, bool]:
-        """Smoothed probabilities (N, C) for the faces of one frame (kept per person where `person_ids`
-        names one); the flag says state was reset."""
-        reset = self.tracks.new_frame(time)
-        smoothed = np.array(probabilities, np.float64, copy=True)
-        for row, face_id in enumerate(ids):
-            state = self.tracks.seen_face(face_id, person_ids[row] if person_ids else '')
-            if state.probabilities is not None and self.time_constant > 0:
-                # a frame that arrived out of order (stamped before the last) blends as if simultaneous
-                weight = 1.0 - np.exp(-max(time - state.time, 0.0) / self.time_constant)
-                smoothed[row] = state.probabilities + weight * (smoothed[row] - state.probabilities)
-            state.time = time if state.probabilities is None else max(time, state.time)
-            state.probabilities = smoothed[row]
-        return smoothed, reset
-
-    def reset(self) -> None:
-        self.tracks.clear()

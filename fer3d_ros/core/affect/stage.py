@@ -1,7 +1,8 @@
 """emotion_node's and stress_node's work on one frame's expressions.
 
 `EmotionStage.process` classifies each face from its calibrated coefficients once its calibration
-is confident (else from its raw ones) and smooths each face's probabilities over time;
+is confident (else from its raw ones), and through each face's temporal model (core.affect.temporal:
+the mouth read through speech, probabilities averaged, the label held);
 `StressStage.process` adds each face's sample to its window and estimates once per hop. Both take
 plain arrays and say, one line per face, what they could not use.
 """
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from fer3d_ros.core.affect.emotion import CALIBRATED_MODEL_FILE, EmotionSmoother, default_classifier
+from fer3d_ros.core.affect.emotion import CALIBRATED_MODEL_FILE, default_classifier
 from fer3d_ros.core.affect.stress import (
     FeatureSettings,
     PoseHistory,
@@ -19,6 +20,7 @@ from fer3d_ros.core.affect.stress import (
     StressEstimator,
     default_stress_model,
 )
+from fer3d_ros.core.affect.temporal import EmotionFilter
 from fer3d_ros.core.settings import check, group, setting
 
 
@@ -36,10 +38,20 @@ class EmotionCalibrationSettings:
 
 @dataclass(frozen=True)
 class SmoothingSettings:
-    time_constant: float = setting(0.3, "Seconds over which each face's probabilities are averaged (exponentially, "
-                                   'by stamp time); 0 = no smoothing.', minimum=0.0, maximum=60.0, dynamic=True)
-    forget_after: float = setting(2.0, 'Seconds after which a face that left the view is forgotten.',
-                                  minimum=0.01, maximum=3600.0, dynamic=True)
+    """The temporal model of each face (core.affect.temporal); chosen on validation clips
+    (training.eval_temporal)."""
+    time_constant: float = setting(0.4, "Seconds over which each face's probabilities are averaged (exponentially, "
+                                   'by stamp time); 0 = this frame only.', minimum=0.0, maximum=60.0, dynamic=True)
+    switch_margin: float = setting(0.4, "By how much another class's averaged probability must exceed the current "
+                                   "label's for the label to change (hysteresis); 0 = the most probable class.",
+                                   minimum=0.0, maximum=1.0, dynamic=True)
+    speech_window: float = setting(0.5, 'Seconds over which the mouth-opening coefficients (jawOpen, mouthClose, '
+                                   'mouthLowerDown, mouthStretch) are read as their least value, so that the '
+                                   'syllables of speech are not surprise or fear; 0 = read each frame as it is.',
+                                   minimum=0.0, maximum=5.0, dynamic=True)
+    forget_after: float = setting(2.0, 'Seconds after which a face that left the view is forgotten (a recognised '
+                                  "person's state stays until face_node forgets them).", minimum=0.01,
+                                  maximum=3600.0, dynamic=True)
 
 
 @dataclass(frozen=True)
@@ -67,10 +79,12 @@ class FaceExpression:
 class EmotionFrame:
     ids: list[str]
     person_ids: list[str]
-    probabilities: np.ndarray                          # (N, C) smoothed, in the order of `classes`
+    probabilities: np.ndarray                          # (N, C) averaged over time, in the order of `classes`
+    labels: np.ndarray                                 # (N,) held label (index into `classes`)
+    frame_probabilities: np.ndarray                    # (N, C) this frame alone, no temporal model
     calibrated: np.ndarray                             # (N,) bool: classified from calibrated coefficients
     problems: list[str] = field(default_factory=list)  # one line per face skipped
-    restarted: bool = False                            # time jumped back: every face's smoothing restarted
+    restarted: bool = False                            # time jumped back: every face's temporal state restarted
 
 
 class EmotionStage:
@@ -79,7 +93,9 @@ class EmotionStage:
         self.classifier = default_classifier(settings.model or None, features='raw')
         self.calibrated_classifier = default_classifier(settings.calibrated_model or None, features='calibrated') \
             if settings.calibration.enabled else None
-        self.smoother = EmotionSmoother(settings.smoothing.time_constant, settings.smoothing.forget_after)
+        smoothing = settings.smoothing
+        self.filter = EmotionFilter(self.classifier.model.feature_names, smoothing.time_constant,
+                                    smoothing.switch_margin, smoothing.speech_window, smoothing.forget_after)
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -87,11 +103,12 @@ class EmotionStage:
 
     def apply(self, settings: EmotionSettings) -> None:
         self.settings = settings = check(settings)
-        self.smoother.time_constant = settings.smoothing.time_constant
-        self.smoother.tracks.forget_after = settings.smoothing.forget_after
+        smoothing = settings.smoothing
+        self.filter.configure(smoothing.time_constant, smoothing.switch_margin, smoothing.speech_window)
+        self.filter.tracks.forget_after = smoothing.forget_after
 
     def forget_person(self, person_id: str) -> None:
-        self.smoother.tracks.forget(person_id)
+        self.filter.tracks.forget(person_id)
 
     def check_names(self, names: tuple[str, ...] | list[str]) -> None:
         """ValueError if the coefficients are not the ones the classifiers were trained on."""
@@ -105,23 +122,40 @@ class EmotionStage:
         return (self.calibrated_classifier is not None and face.calibration_confidence >= self.settings.calibration
                 .min_confidence and len(calibrated) == count and bool(np.isfinite(calibrated).all()))
 
+    def classify(self, raw: np.ndarray, calibrated: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """(N, C): the raw classifier on every face, averaged with the calibrated one on `rows` (their
+        calibrated coefficients, in order) by calibration.weight."""
+        probabilities = self.classifier.predict_proba(raw) if len(raw) else np.zeros((0, len(self.classes)))
+        if len(rows):
+            weight = self.settings.calibration.weight
+            probabilities[rows] = ((1.0 - weight) * probabilities[rows]
+                                   + weight * self.calibrated_classifier.predict_proba(calibrated))
+        return probabilities
+
     def process(self, stamp: float, names: tuple[str, ...] | list[str], faces: list[FaceExpression]) -> EmotionFrame:
         self.check_names(names)
         checked = [(face, coefficient_problem(face, len(names))) for face in faces]
         usable = [face for face, problem in checked if not problem]
         calibrated = np.array([self.uses_calibrated(face, len(names)) for face in usable], bool)
-        probabilities = np.zeros((len(usable), len(self.classes)))
-        if usable:
-            probabilities = self.classifier.predict_proba(np.array([face.coefficients for face in usable]))
         rows = np.flatnonzero(calibrated)
-        if len(rows):
-            weight = self.settings.calibration.weight
-            relative = self.calibrated_classifier.predict_proba(np.array([usable[i].calibrated for i in rows]))
-            probabilities[rows] = (1.0 - weight) * probabilities[rows] + weight * relative
-        smoothed, restarted = self.smoother.update(stamp, [face.id for face in usable], probabilities,
-                                                   [face.person_id for face in usable])
-        return EmotionFrame([face.id for face in usable], [face.person_id for face in usable], smoothed, calibrated,
-                            [problem for _, problem in checked if problem], restarted)
+        restarted = self.filter.new_frame(stamp)
+        states = [self.filter.state(face.id, face.person_id) for face in usable]
+        raw = np.array([face.coefficients for face in usable], np.float64).reshape(len(usable), len(names))
+        relative = np.array([usable[k].calibrated for k in rows], np.float64).reshape(len(rows), len(names))
+        frame_probabilities = self.classify(raw, relative, rows)
+        # the temporal model reads the mouth through its envelope, kept apart for raw and calibrated
+        read_raw = np.array([self.filter.mouth_envelope(state, stamp, 'raw', values)
+                             for state, values in zip(states, raw)]).reshape(raw.shape)
+        read_relative = np.array([self.filter.mouth_envelope(states[k], stamp, 'calibrated', values)
+                                  for k, values in zip(rows, relative)]).reshape(relative.shape)
+        probabilities = frame_probabilities if np.array_equal(read_raw, raw) and np.array_equal(
+            read_relative, relative) else self.classify(read_raw, read_relative, rows)
+        averaged, labels = np.zeros_like(probabilities), np.zeros(len(usable), int)
+        for row, state in enumerate(states):
+            averaged[row], labels[row] = self.filter.update(state, stamp, probabilities[row], bool(calibrated[row]))
+        return EmotionFrame([face.id for face in usable], [face.person_id for face in usable], averaged, labels,
+                            frame_probabilities, calibrated, [problem for _, problem in checked if problem],
+                            restarted)
 
 
 def coefficient_problem(face: FaceExpression, count: int) -> str:
