@@ -7,6 +7,7 @@ import pytest
 from fer3d_ros.core.expression import regressor as expression
 from fer3d_ros.core.expression.action_units import (
     ACTION_UNITS,
+    ActionUnitFilter,
     ActionUnitReader,
     PresenceModel,
     load_presence_model,
@@ -98,6 +99,35 @@ def test_presence_is_read_relative_to_the_person_where_asked_and_a_calibration_e
     with pytest.raises(ValueError, match='same action units'):
         ActionUnitReader(NAMES, raw_smile, PresenceModel('test', (4,), relative_smile.weights, relative_smile.bias,
                                                          relative_smile.thresholds))
+
+
+def test_each_face_averages_its_action_units_and_holds_presence_within_the_hysteresis():
+    reader = ActionUnitReader(NAMES, presence_of_smile(0.5))
+    smile = [au.number for au in ACTION_UNITS].index(12)
+
+    def frame(au_filter: ActionUnitFilter, time: float, smiles: list[float], ids=('f1', 'f2')):
+        raw = reader.read(np.stack([weights(mouthSmile_L=s, mouthSmile_R=s) for s in smiles]))
+        return raw, au_filter.update(time, list(ids), [''] * len(ids), raw)
+
+    averaging = ActionUnitFilter(time_constant=0.1, hysteresis=0.0)
+    first, smoothed = frame(averaging, 0.0, [0.3, 0.0])
+    assert np.array_equal(smoothed.intensities, first.intensities)  # the first frame as it is
+    assert np.array_equal(smoothed.present, first.present) and smoothed.present[:, smile].tolist() == [True, False]
+    raw, smoothed = frame(averaging, 0.1, [0.0, 0.0])
+    weight = 1 - np.exp(-1.0)
+    assert smoothed.intensities[0, smile] == pytest.approx(0.3 * (1 - weight))
+    assert smoothed.probabilities[0, smile] == pytest.approx(first.probabilities[0, smile] * (1 - weight)
+                                                             + raw.probabilities[0, smile] * weight)
+    # hysteresis alone; probability of a smile s: 1 / (1 + exp(3 - 20 s)): 0.5 at 0.15, 0.45 at 0.14, 0.35 at 0.12
+    holding = ActionUnitFilter(time_constant=0.0, hysteresis=0.1)
+    assert frame(holding, 0.0, [0.3, 0.0])[1].present[:, smile].tolist() == [True, False]
+    raw, smoothed = frame(holding, 0.1, [0.14, 0.3])
+    assert not raw.present[0, smile] and smoothed.present[0, smile]  # 0.45: within the hysteresis, held
+    assert smoothed.present[1, smile] and smoothed.levels[1][smile] != ''  # f2 turns on at the threshold
+    assert not frame(holding, 0.2, [0.12, 0.3])[1].present[0, smile]  # 0.35: below the hysteresis, off
+    assert not frame(holding, 0.3, [0.14, 0.3])[1].present[0, smile]  # off stays off until the threshold
+    raw, smoothed = frame(averaging, 0.4, [0.0], ids=('f3',))
+    assert np.array_equal(smoothed.intensities, raw.intensities)  # a new face starts from its own frame
 
 
 def test_coefficients_without_the_blendshape_names_are_refused():

@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from fer3d_ros.core.files import find_model
+from fer3d_ros.core.track_states import TrackStates, averaging_weight
 
 MODEL_FILE = 'action_units.json'  # presence models measured on CK+ for the shipped regressor
 LEVELS = 'ABCDE'
@@ -118,8 +119,19 @@ class Reading:
     calibrated_intensities: np.ndarray  # (N, K) in [0, 1] from the calibrated ones; NaN rows without them
     relative: np.ndarray       # (N,) bool: presence and levels read relative to the person's neutral
     probabilities: np.ndarray  # (N, K) presence probability; NaN for an AU without a presence model
+    thresholds: np.ndarray     # (N, K) probability from which each AU is present (the model's that read it)
     present: np.ndarray        # (N, K) bool
     levels: list[list[str]]    # (N, K) FACS letter of a present AU, else ''
+
+    def read_intensities(self) -> np.ndarray:
+        """(N, K) the intensities that presence and levels were read from (calibrated where relative)."""
+        return np.where(self.relative[:, None], self.calibrated_intensities, self.intensities)
+
+
+def facs_levels(intensities: np.ndarray, present: np.ndarray) -> list[list[str]]:
+    """FACS letters A..E of the present AUs (equal fifths of the intensity), '' for the others."""
+    letters = np.minimum((np.nan_to_num(intensities) * len(LEVELS)).astype(int), len(LEVELS) - 1)
+    return [[LEVELS[k] if yes else '' for k, yes in zip(row, mask)] for row, mask in zip(letters, present)]
 
 
 class ActionUnitReader:
@@ -177,9 +189,58 @@ class ActionUnitReader:
                 block = np.ix_(rows, measured)
                 probabilities[block] = model.probabilities(values[rows])[:, columns]
                 thresholds[block] = model.thresholds[columns]
-        present = np.nan_to_num(probabilities, nan=-1.0) >= thresholds
-        present[:, ~measured] = False
+        present = np.nan_to_num(probabilities, nan=-1.0) >= thresholds  # an AU without a model: NaN, absent
         read = np.where(relative[:, None], calibrated_intensities, intensities)
-        letters = np.minimum((read * len(LEVELS)).astype(int), len(LEVELS) - 1)
-        levels = [[LEVELS[k] if yes else '' for k, yes in zip(row, mask)] for row, mask in zip(letters, present)]
-        return Reading(intensities, calibrated_intensities, relative, probabilities, present, levels)
+        return Reading(intensities, calibrated_intensities, relative, probabilities, thresholds, present,
+                       facs_levels(read, present))
+
+
+@dataclass
+class _Smoothed:
+    time: float | None = None
+    intensities: np.ndarray | None = None    # (K,) averaged
+    calibrated: np.ndarray | None = None     # (K,) averaged; None while the face has no calibration
+    probabilities: np.ndarray | None = None  # (K,) averaged presence probabilities (NaN: no model)
+    present: np.ndarray | None = None        # (K,) bool, held
+
+
+class ActionUnitFilter:
+    """Each face's action units over time (kept per person once recognised): intensities and presence
+    probabilities averaged exponentially by stamp time over `time_constant` (OpenFace smooths AU
+    intensities over 3 frames), and presence with hysteresis: an AU turns on at its threshold and
+    stays on until its averaged probability falls `hysteresis` below it. A face's first frame is
+    read as it is."""
+
+    def __init__(self, time_constant: float = 0.1, hysteresis: float = 0.1, forget_after: float = 2.0) -> None:
+        self.time_constant, self.hysteresis = time_constant, hysteresis
+        self.tracks = TrackStates(_Smoothed, forget_after)
+
+    def __len__(self) -> int:
+        return len(self.tracks)
+
+    def update(self, time: float, ids: list[str], person_ids: list[str], reading: Reading) -> Reading:
+        """`reading` of one frame's faces (in the order of `ids`) through each face's past."""
+        self.tracks.new_frame(time)
+        intensities, calibrated = reading.intensities.copy(), reading.calibrated_intensities.copy()
+        probabilities, present = reading.probabilities.copy(), reading.present.copy()
+        for row, (face_id, person_id) in enumerate(zip(ids, person_ids)):
+            state = self.tracks.seen_face(face_id, person_id)
+            weight = 1.0 if state.time is None else averaging_weight(time - state.time, self.time_constant)
+            state.time = time if state.time is None else max(time, state.time)
+            state.intensities = intensities[row] = blend(state.intensities, intensities[row], weight)
+            if np.isfinite(calibrated[row]).all():
+                state.calibrated = calibrated[row] = blend(state.calibrated, calibrated[row], weight)
+            else:  # not calibrated (yet, or any more): averaging starts afresh once it is
+                state.calibrated = None
+            state.probabilities = probabilities[row] = blend(state.probabilities, probabilities[row], weight)
+            likely = np.nan_to_num(probabilities[row], nan=-1.0)  # NaN where an AU has no presence model
+            present[row] = likely >= reading.thresholds[row]
+            if state.present is not None:  # held on while within the hysteresis below the threshold
+                present[row] |= state.present & (likely >= reading.thresholds[row] - self.hysteresis)
+            state.present = present[row]
+        smoothed = Reading(intensities, calibrated, reading.relative, probabilities, reading.thresholds, present, [])
+        return replace(smoothed, levels=facs_levels(smoothed.read_intensities(), present))
+
+
+def blend(previous: np.ndarray | None, value: np.ndarray, weight: float) -> np.ndarray:
+    return value.copy() if previous is None else previous + weight * (value - previous)

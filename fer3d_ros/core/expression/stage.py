@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fer3d_ros.core.affect.emotion import EmotionClassifier, default_classifier
-from fer3d_ros.core.expression.action_units import ActionUnitReader, Reading, shipped_presence
+from fer3d_ros.core.expression.action_units import ActionUnitFilter, ActionUnitReader, Reading, shipped_presence
 from fer3d_ros.core.expression.calibration import CalibrationSettings, Calibrator
 from fer3d_ros.core.expression.motion import FaceMotion as Motion
 from fer3d_ros.core.expression.motion import HeadPose, MotionTracker, load_motion_model
@@ -24,6 +24,19 @@ from fer3d_ros.core.settings import check, group, setting
 # Calibration is kept for at most this many tracks per max_faces (the least recently seen dropped):
 # a crowd whose faces flicker around the limit, or a flood of new ids, cannot grow memory unbounded.
 CALIBRATED_TRACKS_PER_FACE = 2
+
+
+@dataclass(frozen=True)
+class ActionUnitSettings:
+    min_confidence: float = setting(
+        0.5, "Calibration confidence from which a face's action units are present or not relative to its "
+        "person's neutral (FaceActionUnits.calibrated), as emotion_node's calibration.min_confidence does for the "
+        'emotion; before it, from the raw coefficients.', minimum=0.0, maximum=1.0, dynamic=True)
+    time_constant: float = setting(0.1, "Seconds over which each face's AU intensities are averaged (exponentially, by "
+                                   'stamp time; about 3 frames at 30 fps); 0 = this frame only.', minimum=0.0,
+                                   maximum=10.0, dynamic=True)
+    hysteresis: float = setting(0.1, 'A present AU stays present until its probability falls this far below its '
+                                'threshold; 0 = the threshold alone.', minimum=0.0, maximum=1.0, dynamic=True)
 
 
 @dataclass(frozen=True)
@@ -44,10 +57,7 @@ class ExpressionSettings:
                              'kept. Each face costs inference and calibration time (~15 ms on a CPU) and '
                              'calibration memory, so one crowded or malformed frame cannot stall the node.',
                              minimum=1, maximum=1000, dynamic=True)
-    action_units_min_confidence: float = setting(
-        0.5, "Calibration confidence from which a face's action units are present or not relative to its "
-        "person's neutral (FaceActionUnits.calibrated), as emotion_node's calibration.min_confidence does for the "
-        'emotion; before it, from the raw coefficients.', minimum=0.0, maximum=1.0, dynamic=True)
+    action_units: ActionUnitSettings = group(ActionUnitSettings)
     calibration: CalibrationSettings = group(CalibrationSettings)
 
 
@@ -69,6 +79,7 @@ class FaceInput:
 @dataclass
 class ExpressionFrame:
     """The faces of one frame that were read, in their order."""
+    stamp: float                                        # seconds
     faces: list[FaceInput]
     coefficients: np.ndarray                            # (N, n) in [0, 1]
     calibrated: list[np.ndarray | None]                 # per face: in [-1, 1], None until calibrated
@@ -93,6 +104,8 @@ class ExpressionStage:
             if settings.calibration.enabled else None
         model_id = self.regressor.card.model_id
         self.action_units = ActionUnitReader(names, shipped_presence(model_id), shipped_presence(model_id, True))
+        self.action_unit_filter = ActionUnitFilter(settings.action_units.time_constant,
+                                                   settings.action_units.hysteresis, settings.calibration.forget_after)
         self._neutral_classifier: EmotionClassifier | None = None  # made when the neutral gate is first on
         self._load_neutral_gate(settings)
         self.motion = MotionTracker()
@@ -115,6 +128,10 @@ class ExpressionStage:
                                       min_neutral_probability=calibration.min_neutral_probability,
                                       min_neutral_seconds=calibration.min_neutral_seconds)
             self.calibrator.tracks.max_states = CALIBRATED_TRACKS_PER_FACE * settings.max_faces
+        au_filter = self.action_unit_filter
+        au_filter.time_constant = settings.action_units.time_constant
+        au_filter.hysteresis = settings.action_units.hysteresis
+        au_filter.tracks.forget_after = settings.calibration.forget_after
         self.settings = settings
 
     def select(self, faces: list[FaceInput]) -> tuple[list[FaceInput], int]:
@@ -133,9 +150,17 @@ class ExpressionStage:
         faces, dropped = self.select(faces)
         problems = [f'face {face.id}: {face.problem}; skipped' for face in faces if face.crop is None]
         faces = [face for face in faces if face.crop is not None]
-        coefficients = self.regressor.predict([face.crop for face in faces])
+        frame = self.calibrate(stamp, faces, self.regressor.predict([face.crop for face in faces]))
+        frame.problems[:0] = problems
+        frame.dropped = dropped
+        return frame
+
+    def calibrate(self, stamp: float, faces: list[FaceInput], coefficients: np.ndarray) -> ExpressionFrame:
+        """The frame of faces whose coefficients are read (by `process`, or offline from a recording):
+        each face's track or person calibrated."""
         calibrated: list[np.ndarray | None] = [None] * len(faces)
         confidence = np.zeros(len(faces), np.float32)
+        problems: list[str] = []
         restarted = False
         if self.calibrator is not None:
             restarted = self.calibrator.new_frame(stamp)
@@ -148,7 +173,7 @@ class ExpressionStage:
                     problems.append(f'face {face.id}: {error}; published uncalibrated')
                     continue
                 calibrated[index], confidence[index] = result.coefficients, result.confidence
-        return ExpressionFrame(faces, coefficients, calibrated, confidence, problems, dropped, restarted)
+        return ExpressionFrame(stamp, faces, coefficients, calibrated, confidence, problems, restarted=restarted)
 
     def _load_neutral_gate(self, settings: ExpressionSettings) -> None:
         """The shipped raw emotion classifier, once calibration.min_neutral_probability is first on;
@@ -173,13 +198,16 @@ class ExpressionStage:
 
     def read_action_units(self, frame: ExpressionFrame) -> Reading:
         """The action units of every face: intensities from its raw and calibrated coefficients, presence
-        relative to its person's neutral once the calibration is confident (else from the raw ones)."""
+        relative to its person's neutral once the calibration is confident (else from the raw ones),
+        through each face's past (core.expression.action_units.ActionUnitFilter)."""
         calibrated = np.full(frame.coefficients.shape, np.nan)
         for row, values in enumerate(frame.calibrated):
             if values is not None:
                 calibrated[row] = values
-        relative = frame.confidence >= self.settings.action_units_min_confidence
-        return self.action_units.read(frame.coefficients, calibrated, relative)
+        relative = frame.confidence >= self.settings.action_units.min_confidence
+        reading = self.action_units.read(frame.coefficients, calibrated, relative)
+        return self.action_unit_filter.update(frame.stamp, [face.id for face in frame.faces],
+                                              [face.person_id for face in frame.faces], reading)
 
     def face_motion(self, stamp: float, frame: ExpressionFrame, width: int,
                     height: int) -> tuple[list[tuple[FaceInput, Motion, HeadPose]], bool]:
@@ -202,7 +230,8 @@ class ExpressionStage:
         return moved, restarted
 
     def forget_person(self, person_id: str) -> None:
-        """Drop a forgotten person's calibration."""
+        """Drop a forgotten person's calibration and action unit state."""
+        self.action_unit_filter.tracks.forget(person_id)
         if self.calibrator is not None:
             self.calibrator.tracks.forget(person_id)
 
