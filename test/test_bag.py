@@ -73,6 +73,9 @@ def test_eval_replays_every_frame_records_outputs_and_reports(clip_bag, tmp_path
     capture = cv2.VideoCapture(str(video))
     assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == FRAMES and capture.get(cv2.CAP_PROP_FRAME_WIDTH) == 640
     assert 'emotion vs labels (30 labelled frames)' in printed and 'id switches of the main face: 0' in printed
+    changes = report['label_changes']  # the temporal model holds what the frames alone change
+    assert changes['seconds'] > 1.0 and changes['per_minute'] <= changes['frame_per_minute']
+    assert "main face's emotion label" in printed
 
 
 def test_image_folder_to_compressed_mcap_and_back(tmp_path):

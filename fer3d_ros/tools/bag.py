@@ -320,6 +320,7 @@ class Recorder:
                 for face in frame.faces:
                     if (emotion := by_id.get(face.id)) is not None:
                         face.emotion, face.confidence = emotion.label, emotion.confidence
+                        face.frame_emotion = emotion.frame_label
                         face.probabilities = np.asarray(emotion.probabilities)
         return callback
 

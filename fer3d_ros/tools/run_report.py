@@ -1,5 +1,6 @@
 """What a replayed run measured, frame by frame, and its report: latency per stage, faces, ids,
-emotion accuracy against labels, stress over time (ROS-free: filled by fer3d_ros.tools.bag)."""
+how often the main face's label changes, emotion accuracy against labels, stress over time
+(ROS-free: filled by fer3d_ros.tools.bag)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ class FaceResult:
     emotion: str | None = None
     confidence: float | None = None
     probabilities: np.ndarray | None = None
+    frame_emotion: str | None = None  # the frame's own reading (Emotion.frame_label)
 
 
 @dataclass
@@ -86,6 +88,25 @@ def emotion_scores(frames: list[FrameRecord]) -> dict | None:
             'confusion': confusion.tolist(), 'recall': dict(zip(EMOTIONS, recall.round(3).tolist()))}
 
 
+def label_changes(frames: list[FrameRecord]) -> dict[str, float] | None:
+    """How often the main face's label changes a minute, published and frame by frame (consecutive
+    answered frames with the same main face id; None when no face has two)."""
+    changes, frame_changes, seconds = 0, 0, 0.0
+    previous = None
+    for frame in frames:
+        face = frame.main_face()
+        if face is None or face.emotion is None:
+            continue
+        if previous is not None and previous[1].id == face.id:
+            changes += face.emotion != previous[1].emotion
+            frame_changes += face.frame_emotion != previous[1].frame_emotion
+            seconds += frame.time - previous[0]
+        previous = (frame.time, face)
+    if seconds <= 0:
+        return None
+    return {'seconds': seconds, 'per_minute': changes / seconds * 60, 'frame_per_minute': frame_changes / seconds * 60}
+
+
 def stress_summary(stress: list[StressRecord]) -> dict[str, dict[str, float]]:
     summary = {}
     for face_id in sorted({record.id for record in stress}):
@@ -115,6 +136,7 @@ def summarize(frames: list[FrameRecord], stress: list[StressRecord], seconds: fl
         'ids': sorted({face.id for frame in answered for face in frame.faces}),
         'id_switches': id_switches(main_ids),
         'emotion': emotion_scores(frames),
+        'label_changes': label_changes(answered),
         'stress': stress_summary([StressRecord(r.time - start, r.id, r.probability) for r in stress]),
     }
 
@@ -135,6 +157,11 @@ def format_report(summary: dict) -> str:
     lines.append(f"faces per frame: mean {faces['mean']:.2f} ({histogram})")
     lines.append(f"ids: {len(summary['ids'])} ({', '.join(summary['ids'][:10])}); "
                  f"id switches of the main face: {summary['id_switches']}")
+    changes = summary['label_changes']
+    if changes:
+        lines.append(f"main face's emotion label: {changes['per_minute']:.1f} changes a minute over "
+                     f"{changes['seconds']:.1f} s (its frames alone, Emotion.frame_label: "
+                     f"{changes['frame_per_minute']:.1f})")
     emotion = summary['emotion']
     if emotion:
         lines.append(f"emotion vs labels ({emotion['frames']} labelled frames): accuracy {emotion['accuracy']:.3f}, "
