@@ -26,14 +26,21 @@ class Lifecycle:
     def wait(self, process) -> None:
         assert self.ros.spin_until(lambda: self._change.service_is_ready() and self._get.service_is_ready()
                                    or not process.running(), 60), process.output
+        # A service is "ready" once its request topic matched; a request sent before its reply topic
+        # matched too gets no answer (DDS discovery, seen once in CI): let discovery settle.
+        self.ros.spin_for(1.0)
 
-    def _call(self, client, request):
-        future = client.call_async(request)
-        assert self.ros.spin_until(future.done, 60), f'{self.node} did not answer'
-        return future.result()
+    def _call(self, client, request, attempts: int = 1):
+        for _ in range(attempts):
+            future = client.call_async(request)
+            if self.ros.spin_until(future.done, 60 / attempts):
+                return future.result()
+            client.remove_pending_request(future)
+        pytest.fail(f'{self.node} did not answer')
 
     def state(self) -> str:
-        return self._call(self._get, GetState.Request()).current_state.label
+        """The current state; asked again if unanswered (asking twice changes nothing)."""
+        return self._call(self._get, GetState.Request(), attempts=3).current_state.label
 
     def change(self, transition: int) -> bool:
         return self._call(self._change, ChangeState.Request(transition=Transition(id=transition))).success
