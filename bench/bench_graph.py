@@ -18,7 +18,9 @@ camera's stamp) median and p95, faces per answer, and the account. The 2 cores a
 camera, the graph and the probe, as on a small robot computer. Goals (issue 22): closed loop at
 640x480 >= 60 frames/s with one face and >= 30 with four; a 30 frames/s camera answered at >= 28/s at
 1280x720 and 1920x1080; none lost in transport.
-Usage: bench/bench_graph.py [--modes per-node composed] [--quick]
+- ros4hri: per node with ros4hri:=true (REP-155 topics published, hri_msgs built from
+  ../shared/vendor/ros4hri where the machine has none), on three runs; printed: what it adds per face.
+Usage: bench/bench_graph.py [--modes per-node composed ros4hri] [--quick]
 """
 from __future__ import annotations
 
@@ -30,7 +32,8 @@ from pathlib import Path
 import numpy as np
 from transport import ACCOUNT, Probe, dds_defaults_environment, start_camera, start_launch, stop
 
-MODES = {'per-node': 'composed:=false', 'composed': 'composed:=true'}
+MODES = {'per-node': ('composed:=false',), 'composed': ('composed:=true',),
+         'ros4hri': ('composed:=false', 'ros4hri:=true')}  # per node, REP-155 topics on (no REP-155 subscriber)
 CAMERA_RATE = 30.0
 CLOSED_LOOP_CAP = 1000.0  # frames/s: no cap that matters
 
@@ -61,6 +64,7 @@ RUNS = (
     Run(1280, 720, 1, False, 150, 'default'), Run(1920, 1080, 1, False, 150, 'default'),
     Run(640, 480, 4, False, 150), Run(1920, 1080, 4, False, 150),
 )
+ROS4HRI_RUNS = (Run(640, 480, 1, True, 300), Run(640, 480, 4, True, 200), Run(640, 480, 1, False, 150))
 GOALS = {('640x480', 1, True): 60.0, ('640x480', 4, True): 30.0,
          ('1280x720', 1, False): 28.0, ('1920x1080', 1, False): 28.0}
 
@@ -88,7 +92,8 @@ def measure(probe: Probe, folder: Path, run: Run) -> dict:
 
 
 def bench_mode(mode: str, runs: tuple[Run, ...], folder: Path) -> list[tuple[Run, dict]]:
-    launch = start_launch(folder / f'launch_{mode}.log', folder, MODES[mode], 'backend:=onnxruntime')
+    launch = start_launch(folder / f'launch_{mode}.log', folder, *MODES[mode], 'backend:=onnxruntime',
+                          hri_msgs=mode == 'ros4hri')
     probe = Probe()
     results = []
     try:
@@ -108,13 +113,29 @@ def bench_mode(mode: str, runs: tuple[Run, ...], folder: Path) -> list[tuple[Run
 def report_line(mode: str, run: Run, result: dict) -> None:
     account = (f'{result["frames_received"]:5d} {result["frames_skipped_busy"]:5d} '
                f'{result["frames_lost_in_transport"]:4d} {result["frames_before_first"]:5d}')
-    goal = GOALS.get(run.goal_key) if run.camera_dds == 'fer3d' else None
+    goal = GOALS.get(run.goal_key) if run.camera_dds == 'fer3d' and mode != 'ros4hri' else None
     verdict = '' if goal is None else f'  goal >= {goal:g}: {"met" if result["rate"] >= goal else "MISSED"}'
     if result['frames_lost_in_transport'] or not result['finished']:
         verdict += '  LOST IN TRANSPORT' if result['frames_lost_in_transport'] else '  CAMERA DID NOT FINISH'
     print(f'{mode:8s} {run.name:34s} {run.camera_dds:7s} {result["rate"]:6.1f} {result["median"]:7.1f} '
           f'{result["p95"]:6.1f} {result["faces"]:5.0f} {result["answered"]:5d}/{run.frames:<4d} {account}{verdict}',
           flush=True)
+
+
+def print_ros4hri_cost(results: dict) -> None:
+    """What REP-155 output adds per face: closed loop, the frame's time (1 / answered frames/s); at
+    the camera's rate, the latency; ros4hri against per-node on the same run."""
+    for run in ROS4HRI_RUNS:
+        base, hri = results.get(('per-node', run)), results.get(('ros4hri', run))
+        if not base or not hri or not base['rate'] or not hri['rate']:
+            continue
+        if run.closed_loop:
+            added = (1000 / hri['rate'] - 1000 / base['rate']) / run.copies
+            print(f'ros4hri adds {added:.2f} ms per face a frame ({run.name}: {base["rate"]:.1f} -> {hri["rate"]:.1f} '
+                  'frames/s)')
+        else:
+            print(f'ros4hri at {run.name}: latency median {base["median"]:.1f} -> {hri["median"]:.1f} ms, p95 '
+                  f'{base["p95"]:.1f} -> {hri["p95"]:.1f} ms, answered {base["answered"]} -> {hri["answered"]}')
 
 
 def main() -> int:
@@ -128,11 +149,13 @@ def main() -> int:
     print(f'{"graph":8s} {"run":34s} {"dds":7s} {"fps":>6s} {"median":>7s} {"p95":>6s} {"faces":>5s} {"answered":>10s} '
           f'{"recv":>5s} {"busy":>5s} {"lost":>4s} {"first":>5s}')
     print(f'{"":8s} {"":34s} {"":7s} {"":>6s} {"(latency ms)":>14s}')
-    missed = 0
+    missed, results = 0, {}
     for mode in args.modes:
-        for run, result in bench_mode(mode, runs, folder):
-            goal = GOALS.get(run.goal_key) if run.camera_dds == 'fer3d' else None
+        for run, result in bench_mode(mode, ROS4HRI_RUNS if mode == 'ros4hri' else runs, folder):
+            results[mode, run] = result
+            goal = GOALS.get(run.goal_key) if run.camera_dds == 'fer3d' and mode != 'ros4hri' else None
             missed += (goal is not None and result['rate'] < goal) or result['frames_lost_in_transport'] > 0
+    print_ros4hri_cost(results)
     print('every goal met' if not missed else f'{missed} run(s) below their goal or with frames lost in transport')
     return 0
 

@@ -65,13 +65,17 @@ def dds_defaults_environment(folder: Path) -> dict:
     return {'FASTDDS_DEFAULT_PROFILES_FILE': str(empty)}
 
 
-def start_launch(log: Path, folder: Path, *arguments: str) -> subprocess.Popen:
-    """`ros2 launch fer3d_ros fer3d.launch.py <arguments>` (the launch system is built into `folder` if
-    this machine has none)."""
+def start_launch(log: Path, folder: Path, *arguments: str, hri_msgs: bool = False) -> subprocess.Popen:
+    """`ros2 launch fer3d_ros fer3d.launch.py <arguments>` (the launch system, and with `hri_msgs`
+    REP-155's messages, are built into `folder` if this machine has none)."""
     processes = _test_processes()
     launch_file = Path(sys.prefix) / 'share' / 'fer3d_ros' / 'launch' / 'fer3d.launch.py'
+    environments = [_launch_environment(folder)]
+    if hri_msgs:
+        (folder / 'hri_msgs').mkdir(exist_ok=True)
+        environments.append(processes.hri_environment(folder / 'hri_msgs'))
     return _popen([sys.executable, '-c', processes.RUN_LAUNCH_FILE, str(launch_file), *arguments], log,
-                  _launch_environment(folder))
+                  processes.merged(*environments))
 
 
 def start_camera(log: Path, width: int, height: int, rate: float, frames: int, *, copies: int = 1,

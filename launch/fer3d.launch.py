@@ -3,6 +3,7 @@
     ros2 launch fer3d_ros fer3d.launch.py image:=/camera/color/image_raw
     ros2 launch fer3d_ros fer3d.launch.py image:=/camera/image_raw use_compressed:=true composed:=true
     ros2 launch fer3d_ros fer3d.launch.py backend:=tensorrt engine:=/data/deepexp3d.engine start_overlay:=true
+    ros2 launch fer3d_ros fer3d.launch.py image:=/camera/image_raw ros4hri:=true   # REP-155 topics too
 
 Every node reads its config/<node>.yaml, then `params_file` if given, then the launch arguments
 that were given (an empty argument leaves the config's value). composed:=true runs all nodes in
@@ -32,17 +33,22 @@ ARGUMENTS = {
     'start_overlay': ('false', 'Start overlay_node (debug/image, drawn only while subscribed).'),
     'draw_motion': ('', "true: overlay_node draws each face's 3D motion (face_motion); empty: as in "
                         'config/overlay.yaml (false).'),
+    'ros4hri': ('', 'true: also publish the REP-155 (ROS4HRI) topics under /humans/faces (needs hri_msgs); empty: '
+                    'as in the config files (false).'),
     'composed': ('false', 'Run every node in one process (fer3d_pipeline) instead of one process per node.'),
     'respawn': ('false', 'Restart a node that exits (after 2 s) instead of ending the launch with an error.'),
 }
 # Arguments that are booleans: true/false or 1/0, any case (what launch conditions accept); no others.
-BOOLEANS = ('use_compressed', 'use_sim_time', 'start_stress', 'start_overlay', 'draw_motion', 'composed', 'respawn')
+BOOLEANS = ('use_compressed', 'ros4hri', 'use_sim_time', 'start_stress', 'start_overlay', 'draw_motion', 'composed',
+            'respawn')
 
 # Executable, its config file, parameter -> launch argument, the argument that starts it.
 NODES = (
-    ('face_node', 'face.yaml', {'use_compressed': 'use_compressed', 'image_reliability': 'image_reliability'}, None),
-    ('expression_node', 'expression.yaml', {'backend': 'backend', 'model': 'model', 'engine': 'engine'}, None),
-    ('emotion_node', 'emotion.yaml', {}, None),
+    ('face_node', 'face.yaml', {'use_compressed': 'use_compressed', 'image_reliability': 'image_reliability',
+                                'ros4hri': 'ros4hri'}, None),
+    ('expression_node', 'expression.yaml', {'backend': 'backend', 'model': 'model', 'engine': 'engine',
+                                            'ros4hri': 'ros4hri'}, None),
+    ('emotion_node', 'emotion.yaml', {'ros4hri': 'ros4hri'}, None),
     ('stress_node', 'stress.yaml', {}, 'start_stress'),
     ('overlay_node', 'overlay.yaml',
      {'use_compressed': 'use_compressed', 'image_reliability': 'image_reliability', 'draw_motion': 'draw_motion'},

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 INSTALL = Path(sys.prefix)
 EXECUTABLES = INSTALL / 'lib' / 'fer3d_ros'
 VENDOR = ROOT.parent / 'shared' / 'vendor' / 'ros2_launch'
+HRI_VENDOR = ROOT.parent / 'shared' / 'vendor' / 'ros4hri'
 RUN_LAUNCH_FILE = ('import sys; from ros2launch.api import launch_a_launch_file; '
                    'sys.exit(launch_a_launch_file(launch_file_path=sys.argv[1], launch_file_arguments=sys.argv[2:], '
                    'noninteractive=True))')
@@ -85,13 +86,36 @@ def launch_environment(folder: Path) -> dict:
         pass
     if not VENDOR.is_dir():
         pytest.skip(f'the ROS 2 launch system is not installed and {VENDOR} is missing (source a ROS 2 install)')
-    site, prefix, build = folder / 'site', folder / 'prefix', folder / 'build'
+    site = folder / 'site'
+    result = subprocess.run([sys.executable, '-m', 'pip', 'install', '--quiet', '--no-deps', '--target', str(site),
+                             *map(str, sorted((VENDOR / 'wheels').glob('*.whl')))], capture_output=True, text=True)
+    assert result.returncode == 0, f'pip install of the launch wheels failed:\n{result.stdout}{result.stderr}'
+    return merged(interfaces_environment(VENDOR / 'src' / 'composition_interfaces', folder),
+                  {'PYTHONPATH': str(site), 'AMENT_PREFIX_PATH': str(site)})
+
+
+def hri_environment(folder: Path) -> dict:
+    """Environment variables under which `import hri_msgs` works (REP-155's messages); builds
+    ../shared/vendor/ros4hri's source in `folder` if it does not import."""
+    try:
+        import hri_msgs  # noqa: F401 - a ROS 2 install with ros-<distro>-hri-msgs
+        return {}
+    except ImportError:
+        pass
+    source = HRI_VENDOR / 'src' / 'hri_msgs'
+    if not source.is_dir():
+        pytest.skip(f'hri_msgs is not installed and {source} is missing (apt install ros-$ROS_DISTRO-hri-msgs)')
+    return interfaces_environment(source, folder)
+
+
+def interfaces_environment(source: Path, folder: Path) -> dict:
+    """A ROS 2 interface package built from `source` (rosidl + CMake, as our own messages) into
+    folder/prefix, and the environment under which it imports."""
+    prefix, build = folder / 'prefix', folder / 'build'
     prefix_env = {'PATH': f'{INSTALL / "bin"}:{os.environ["PATH"]}', 'AMENT_PREFIX_PATH': str(INSTALL),
                   'CMAKE_PREFIX_PATH': str(INSTALL)}
     steps = [
-        [sys.executable, '-m', 'pip', 'install', '--quiet', '--no-deps', '--target', str(site),
-         *map(str, sorted((VENDOR / 'wheels').glob('*.whl')))],
-        ['cmake', '-S', str(VENDOR / 'src' / 'composition_interfaces'), '-B', str(build), '-Wno-dev',
+        ['cmake', '-S', str(source), '-B', str(build), '-Wno-dev',
          f'-DCMAKE_INSTALL_PREFIX={prefix}', f'-DPython3_EXECUTABLE={sys.executable}', '-DBUILD_TESTING=OFF',
          f'-DCMAKE_PROJECT_INCLUDE={ROOT / "cmake" / "drop_missing_include_dirs.cmake"}'],
         ['cmake', '--build', str(build), '-j', '2'],
@@ -101,11 +125,26 @@ def launch_environment(folder: Path) -> dict:
         result = subprocess.run(step, capture_output=True, text=True, env={**os.environ, **prefix_env})
         assert result.returncode == 0, f'{" ".join(step)} failed:\n{result.stdout[-3000:]}{result.stderr[-3000:]}'
     python_version = f'python{sys.version_info.major}.{sys.version_info.minor}'
-    # No empty entry: it would put the current directory (a source checkout) before the installed package.
-    python_path = [str(site), str(prefix / 'lib' / python_version / 'site-packages'), os.environ.get('PYTHONPATH', '')]
-    return {'PYTHONPATH': os.pathsep.join(filter(None, python_path)),
-            'LD_LIBRARY_PATH': os.pathsep.join([str(prefix / 'lib'), os.environ.get('LD_LIBRARY_PATH', '')]),
-            'AMENT_PREFIX_PATH': os.pathsep.join([str(INSTALL), str(site), str(prefix)])}
+    return {'PYTHONPATH': str(prefix / 'lib' / python_version / 'site-packages'),
+            'LD_LIBRARY_PATH': str(prefix / 'lib'), 'AMENT_PREFIX_PATH': str(prefix)}
+
+
+# Search paths that environments from here add to; merged() joins them with this process's.
+PATHS = ('PYTHONPATH', 'LD_LIBRARY_PATH', 'AMENT_PREFIX_PATH')
+
+
+def merged(*environments: dict) -> dict:
+    """Several environments from here in one: their search paths joined, and this process's after
+    them (the installed package's prefix first in AMENT_PREFIX_PATH). No empty entry: it would put
+    the current directory (a source checkout) before the installed package."""
+    if not any(environments):
+        return {}
+    joined = {}
+    for name in PATHS:
+        parts = [environment.get(name, '') for environment in environments]
+        parts = [str(INSTALL), *parts] if name == 'AMENT_PREFIX_PATH' else [*parts, os.environ.get(name, '')]
+        joined[name] = os.pathsep.join(filter(None, parts))
+    return joined
 
 
 def start_launch_file(environment: dict, log: Path, launch_file: str, *arguments: str) -> Process:

@@ -280,6 +280,7 @@ class StageNode(LifecycleNode):
 
     settings_class: type               # the stage's settings
     input_settings_class: type | None = None  # the inputs' (ROS side), if any
+    output_settings_class: type | None = None  # what else it publishes (ROS side, read at start), if any
 
     def __init__(self, name: str, **kwargs) -> None:
         super().__init__(name, **kwargs)
@@ -292,6 +293,8 @@ class StageNode(LifecycleNode):
         self.settings = NodeSettings(self, self.settings_class, self._apply_settings)
         self.input_settings = NodeSettings(self, self.input_settings_class, self._apply_input_settings) \
             if self.input_settings_class else None
+        self.output_settings = NodeSettings(self, self.output_settings_class).value \
+            if self.output_settings_class else None
         self.diagnostics = Diagnostics(self, state=self.state_label)
 
     def make_stage(self):
@@ -377,7 +380,10 @@ class StageNode(LifecycleNode):
     def _release(self) -> None:
         self._close_inputs()
         for entity in self._outputs:
-            (self.destroy_publisher if hasattr(entity, 'publish') else self.destroy_service)(entity)
+            if hasattr(entity, 'close'):  # a group of publishers (nodes/ros4hri.py)
+                entity.close()
+            else:
+                (self.destroy_publisher if hasattr(entity, 'publish') else self.destroy_service)(entity)
         self._outputs = []
         if hasattr(self.stage, 'close'):
             self.stage.close()

@@ -1,5 +1,6 @@
 """emotion_node: expressions (ExpressionArray) -> emotions (EmotionArray), per face, through its temporal
-model (core.affect.stage does the work)."""
+model (core.affect.stage does the work); with `ros4hri`, each tracked face's REP-155 `expression` too
+(nodes/ros4hri.py)."""
 from __future__ import annotations
 
 import time
@@ -10,13 +11,16 @@ from fer3d_ros.core.affect.stage import EmotionSettings, EmotionStage
 from fer3d_ros.msg import EmotionArray, ExpressionArray
 from fer3d_ros.nodes.common import RELIABLE_QOS, StageNode, guarded, report_problems, run_node
 from fer3d_ros.nodes.messages import emotion_array, face_expressions
+from fer3d_ros.nodes.ros4hri import ExpressionOutput, Ros4hriSettings
 
 
 class EmotionNode(StageNode):
     settings_class = EmotionSettings
+    output_settings_class = Ros4hriSettings
 
     def __init__(self, **kwargs) -> None:
         super().__init__('emotion_node', **kwargs)
+        self.hri: ExpressionOutput | None = None
         self.start()
 
     def make_stage(self) -> EmotionStage:
@@ -25,7 +29,8 @@ class EmotionNode(StageNode):
     def make_outputs(self) -> list:
         self.publisher = self.create_publisher(EmotionArray, 'emotions', RELIABLE_QOS)
         self.get_logger().info(f'ready: {self.stage.classifier.model.describe()}')
-        return [self.publisher]
+        self.hri = ExpressionOutput(self) if self.output_settings.ros4hri else None
+        return [self.publisher, *([self.hri] if self.hri else [])]
 
     def make_inputs(self) -> list:
         return [self.create_subscription(ExpressionArray, 'expressions',
@@ -41,6 +46,10 @@ class EmotionNode(StageNode):
             self.get_logger().info('time went backwards (a replayed bag?): temporal state of every face cleared')
         self.publisher.publish(emotion_array(msg.header, self.stage.classifier.model.model_id, self.stage.classes,
                                              frame))
+        if self.hri is not None:
+            self.hri.publish(msg.header, [(face_id, self.stage.classes[label], float(p[label])) for face_id, label, p
+                                          in zip(frame.ids, frame.labels, frame.probabilities)],
+                             {expression.id for expression in msg.expressions if expression.confirmed})
         self.diagnostics.extra['tracked_faces'] = str(len(self.stage.filter))
         self.diagnostics.extra['calibrated_faces_last_frame'] = str(int(frame.calibrated.sum()))
         self.diagnostics.record(time.perf_counter() - start)

@@ -1,7 +1,8 @@
 """expression_node: faces (FaceArray with aligned crops) -> expressions (ExpressionArray), and on
 demand action units and 3D face motion (core.expression.stage does the work).
 
-`~/reset_calibration` (std_srvs/Trigger) starts every track's calibration again.
+`~/reset_calibration` (std_srvs/Trigger) starts every track's calibration again. With `ros4hri`, each
+tracked face's REP-155 `facs` too (nodes/ros4hri.py).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from fer3d_ros.msg import (
 from fer3d_ros.nodes.common import RELIABLE_QOS, StageNode, guarded, report_problems, run_node
 from fer3d_ros.nodes.image_input import FrameAccount
 from fer3d_ros.nodes.messages import action_unit_array, expression_array, face_input, face_motion_array
+from fer3d_ros.nodes.ros4hri import FacsOutput, Ros4hriSettings
 
 
 @dataclass(frozen=True)
@@ -34,11 +36,13 @@ class InputSettings:
 
 class ExpressionNode(StageNode):
     input_settings_class = InputSettings
+    output_settings_class = Ros4hriSettings
     settings_class = ExpressionSettings
 
     def __init__(self, **kwargs) -> None:
         super().__init__('expression_node', **kwargs)
         self.face_arrays = FrameAccount('face_arrays')  # FaceArrays replaced in the queue while busy
+        self.hri: FacsOutput | None = None
         self.start()
 
     def make_stage(self) -> ExpressionStage:
@@ -50,8 +54,10 @@ class ExpressionNode(StageNode):
         self.motion_publisher = self.create_publisher(FaceMotionArray, 'face_motion', RELIABLE_QOS)
         card = self.stage.regressor.card
         self.get_logger().info(f'ready: {card.model_id} ({card.input_size} px) on {self.stage.regressor.backend.name}')
+        self.hri = FacsOutput(self) if self.output_settings.ros4hri else None
         return [self.publisher, self.au_publisher, self.motion_publisher,
-                self.create_service(Trigger, '~/reset_calibration', self.on_reset_calibration)]
+                self.create_service(Trigger, '~/reset_calibration', self.on_reset_calibration),
+                *([self.hri] if self.hri else [])]
 
     def make_inputs(self) -> list:
         callback = guarded(self, self.diagnostics, (ImageConversionError, ValueError))(self.on_faces)
@@ -82,9 +88,14 @@ class ExpressionNode(StageNode):
             self.get_logger().info('time went backwards (a replayed bag?): calibration of every track restarted')
         card = self.stage.regressor.card
         self.publisher.publish(expression_array(msg.header, card.model_id, self.stage.names, frame))
-        if self.au_publisher.get_subscription_count():  # read only while someone listens
-            self.au_publisher.publish(action_unit_array(msg.header, card.model_id, self.stage.action_units.units,
-                                                        frame, self.stage.read_action_units(frame)))
+        listening = self.au_publisher.get_subscription_count() > 0
+        if listening or self.hri is not None:  # read only while someone listens
+            units, reading = self.stage.action_units.units, self.stage.read_action_units(frame)
+            if listening:
+                self.au_publisher.publish(action_unit_array(msg.header, card.model_id, units, frame, reading))
+            if self.hri is not None:
+                self.hri.publish(msg.header, [face.id for face in frame.faces], units, reading,
+                                 {face.id for face in msg.faces if face.confirmed})
         if self.motion_publisher.get_subscription_count():  # large: computed only while someone listens
             moved, restarted = self.stage.face_motion(stamp, frame, msg.image_width, msg.image_height)
             if restarted:

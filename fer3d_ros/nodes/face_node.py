@@ -3,7 +3,7 @@ once recognised, the person each face is (core.frontend.stage does the work).
 
 `~/forget_person` (fer3d_ros/ForgetPerson) forgets one person or everyone; every person forgotten
 (on request or after person.forget_after unseen) is announced on `people/forgotten`, so that the
-other nodes drop that person's state too.
+other nodes drop that person's state too. With `ros4hri`, also REP-155's face topics (nodes/ros4hri.py).
 """
 from __future__ import annotations
 
@@ -21,16 +21,19 @@ from fer3d_ros.msg import FaceArray
 from fer3d_ros.nodes.common import RELIABLE_QOS, StageNode, guarded, run_node
 from fer3d_ros.nodes.image_input import ImageInput, ImageInputSettings
 from fer3d_ros.nodes.messages import face_message
+from fer3d_ros.nodes.ros4hri import FaceOutput, FaceRos4hriSettings
 from fer3d_ros.srv import ForgetPerson
 
 
 class FaceNode(StageNode):
     input_settings_class = ImageInputSettings
+    output_settings_class = FaceRos4hriSettings
     settings_class = FrontEndSettings
 
     def __init__(self, **kwargs) -> None:
         super().__init__('face_node', **kwargs)
         self.image_input: ImageInput | None = None
+        self.hri: FaceOutput | None = None
         self.start()
 
     @property
@@ -43,7 +46,10 @@ class FaceNode(StageNode):
     def make_outputs(self) -> list:
         self.publisher = self.create_publisher(FaceArray, 'faces', RELIABLE_QOS)
         self.forgotten = self.create_publisher(String, 'people/forgotten', RELIABLE_QOS)
-        return [self.publisher, self.forgotten, self.create_service(ForgetPerson, '~/forget_person', self.on_forget)]
+        output = self.output_settings
+        self.hri = FaceOutput(self, output.ros4hri_face_size) if output.ros4hri else None
+        return [self.publisher, self.forgotten, self.create_service(ForgetPerson, '~/forget_person', self.on_forget),
+                *([self.hri] if self.hri else [])]
 
     def make_inputs(self) -> list:
         callback = guarded(self, self.diagnostics, (ImageConversionError, ValueError))(self.on_image)
@@ -76,6 +82,8 @@ class FaceNode(StageNode):
         out = FaceArray(header=msg.header, image_width=image.shape[1], image_height=image.shape[0],
                         faces=[face_message(face, msg.header) for face in result.faces])
         self.publisher.publish(out)
+        if self.hri is not None:
+            self.hri.publish(msg.header, image, result.faces)
         self.announce_forgotten()
         if self.stage.people is not None:
             self.diagnostics.extra.update(known_people=str(len(self.stage.people.people)),

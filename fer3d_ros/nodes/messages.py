@@ -55,7 +55,7 @@ def face_input(face: Face) -> FaceInput:
 
 def expression_array(header, model_id: str, names, frame: ExpressionFrame) -> ExpressionArray:
     return ExpressionArray(header=header, model_id=model_id, names=list(names), expressions=[
-        Expression(id=face.id, person_id=face.person_id, coefficients=values,
+        Expression(id=face.id, person_id=face.person_id, confirmed=face.confirmed, coefficients=values,
                    calibrated=calibrated if calibrated is not None else [],
                    calibration_confidence=float(confidence) if calibrated is not None else 0.0)
         for face, values, calibrated, confidence in zip(frame.faces, frame.coefficients, frame.calibrated,

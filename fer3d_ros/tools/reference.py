@@ -16,7 +16,8 @@ def node_settings() -> dict[str, list[type]]:
     """Executable -> the settings classes it declares, in order."""
     nodes = {}
     for node_class, _ in STAGES.values():
-        classes = [ProcessSettings, LifecycleSettings, node_class.input_settings_class, node_class.settings_class]
+        classes = [ProcessSettings, LifecycleSettings, node_class.input_settings_class,
+                   node_class.output_settings_class, node_class.settings_class]
         nodes[node_class.__module__.rsplit('.', 1)[-1]] = [c for c in classes if c is not None]
     nodes['video_camera'] = [ProcessSettings, VideoCameraSettings]
     return nodes
