@@ -20,7 +20,7 @@ from fer3d_ros.core.affect.stage import (
     StressStage,
 )
 from fer3d_ros.core.expression.stage import ExpressionFrame, ExpressionSettings, ExpressionStage, FaceInput
-from fer3d_ros.core.frontend.front_end import FaceObservation, FrontEndSettings
+from fer3d_ros.core.frontend.front_end import FaceFrontEnd, FaceObservation, FrontEndSettings
 from fer3d_ros.core.frontend.stage import FaceStage
 from fer3d_ros.core.settings import group
 
@@ -56,11 +56,18 @@ def face_input(face: FaceObservation) -> FaceInput:
 
 
 class FacePipeline:
-    def __init__(self, settings: PipelineSettings | None = None) -> None:
+    def __init__(self, settings: PipelineSettings | None = None, models_of: FacePipeline | None = None) -> None:
+        """`models_of`: a pipeline (with the same model settings) whose loaded detector, landmarker,
+        template and regressor this one uses, instead of loading its own (~0.5 s); its state (tracks,
+        people, calibration, windows) is this one's own. Keep `models_of` open while this one runs."""
         self.settings = settings = settings or PipelineSettings()
-        self.face = FaceStage(settings.face)
+        front_end = None if models_of is None else FaceFrontEnd(
+            settings.face, detector=models_of.front_end.detector, landmarker=models_of.front_end.landmarker,
+            template=models_of.front_end.template)
+        self.face = FaceStage(settings.face, front_end=front_end)
         self.front_end = self.face.front_end
-        self.expression = ExpressionStage(settings.expression)
+        self.expression = ExpressionStage(settings.expression,
+                                          regressor=models_of.expression.regressor if models_of else None)
         self.emotion = EmotionStage(settings.emotion)
         self.stress = StressStage(settings.stress)
         self.stress.set_names(self.expression.names)

@@ -2,11 +2,14 @@
 
     fer3d-bag record clip.mp4 clip_bag [--labels labels.csv] [--storage mcap|sqlite3] [--compressed]
     fer3d-bag eval clip_bag [--labels labels.csv] [--video annotated.mp4] [--ros-args -p ...]
+    fer3d-bag fleet bags/ --output fleet_reports [--workers 2 | --scheduler tcp://host:8786]
 
 `eval` replays the bag frame by frame through the nodes of fer3d_pipeline in this process, waiting
 for each frame's emotions before sending the next (deterministic, nothing dropped), records every
 output topic into a new bag and prints a report (latency per stage, faces, ids, emotion accuracy
-when labels exist, stress over time) with a timeline PNG and a JSON copy of the numbers.
+when labels exist, stress over time) with a timeline PNG and a JSON copy of the numbers. `fleet`
+evaluates many bags in parallel on Dask, each through the same stages in a worker process (no DDS),
+into one report per bag and a merged one (fer3d_ros/tools/fleet.py).
 
 Labels (CSV with a header): `time,label` (seconds from the first frame) or `frame,label`; a label
 holds from its row until the next one; an empty label ends a labelled segment. Labels are one of
@@ -570,6 +573,15 @@ def parse_arguments(argv: Sequence[str]) -> argparse.Namespace:
     ev.add_argument('--print-every', type=float, default=0.0, metavar='SECONDS',
                     help='print each face\'s emotion and stress every SECONDS of bag time')
     add_common(ev)
+    fleet = commands.add_parser('fleet', help='many bags in parallel on Dask, in process (no DDS), one merged report')
+    fleet.add_argument('bags', type=Path, nargs='+', help='bag folders, or folders of bags')
+    fleet.add_argument('--output', type=Path, required=True,
+                       help='folder of the reports: one per bag (done bags are skipped next time), report.json')
+    fleet.add_argument('--workers', type=int, help='local worker processes (default: one per core)')
+    fleet.add_argument('--scheduler', help='a Dask scheduler address (tcp://host:8786) instead of local workers')
+    fleet.add_argument('--topic', help='image topic (default: the only Image/CompressedImage topic of each bag)')
+    fleet.add_argument('--max-frames', type=int)
+    fleet.set_defaults(labels=None)
     return parser.parse_args(argv)
 
 
@@ -596,6 +608,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             labels = read_labels(options.labels) if options.labels else None
             if options.command == 'record':
                 return run_record(options, labels)
+            if options.command == 'fleet':
+                return run_fleet(options)
             return run_eval(options, labels, ros_arguments)
     except BagError as error:
         print(f'fer3d-bag {options.command}: {error}', file=sys.stderr)
@@ -621,6 +635,20 @@ def run_record(options: argparse.Namespace, labels: Labels | None) -> int:
               'its header announces (cut short or damaged); the bag holds those (exit status 3)', file=sys.stderr)
         return 3
     return 0
+
+
+def run_fleet(options: argparse.Namespace) -> int:
+    from fer3d_ros.tools.fleet import format_fleet
+    from fer3d_ros.tools.fleet import run_fleet as evaluate_fleet
+    positive(options.workers, '--workers')
+    try:
+        report = evaluate_fleet(options.bags, options.output, workers=options.workers, scheduler=options.scheduler,
+                                topic=options.topic, max_frames=options.max_frames)
+    except (FileNotFoundError, ValueError, RuntimeError) as error:
+        raise BagError(str(error)) from None
+    print(format_fleet(report))
+    print(f'reports: {options.output} (one per bag, report.json)')
+    return 1 if report['failures'] else 0
 
 
 def run_eval(options: argparse.Namespace, labels: Labels | None, ros_arguments: Sequence[str]) -> int:

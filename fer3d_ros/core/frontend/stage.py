@@ -11,8 +11,9 @@ from fer3d_ros.core.people import People
 
 
 class FaceStage:
-    def __init__(self, settings: FrontEndSettings | None = None, people: People | None = None) -> None:
-        self.front_end = FaceFrontEnd(settings)
+    def __init__(self, settings: FrontEndSettings | None = None, people: People | None = None,
+                 front_end: FaceFrontEnd | None = None) -> None:
+        self.front_end = front_end or FaceFrontEnd(settings)
         self.settings = self.front_end.settings
         self.people = people or (People(self.settings.person) if self.settings.person.enabled else None)
 
