@@ -4,10 +4,13 @@
     ros2 launch fer3d_ros fer3d.launch.py image:=/camera/image_raw use_compressed:=true composed:=true
     ros2 launch fer3d_ros fer3d.launch.py backend:=tensorrt engine:=/data/deepexp3d.engine start_overlay:=true
     ros2 launch fer3d_ros fer3d.launch.py image:=/camera/image_raw ros4hri:=true   # REP-155 topics too
+    ros2 launch fer3d_ros fer3d.launch.py start_expression:=false start_emotion:=false start_stress:=false  # robot
+    ros2 launch fer3d_ros fer3d.launch.py start_face:=false                                               # edge box
 
 Every node reads its config/<node>.yaml, then `params_file` if given, then the launch arguments
 that were given (an empty argument leaves the config's value). composed:=true runs all nodes in
-one process (fer3d_pipeline, one executor: the lowest latency); false runs one process per node.
+one process (fer3d_pipeline, one executor: the lowest latency; start_* then chooses stress and overlay
+only); false runs one process per node.
 A node that exits ends the launch with an error (exit status 1) unless respawn:=true restarts it.
 The tables at the top are plain data so that tests can check them without the launch library.
 """
@@ -29,6 +32,9 @@ ARGUMENTS = {
                         "package's files and before these arguments."),
     'namespace': ('', 'Namespace of every node and topic.'),
     'use_sim_time': ('false', 'Use /clock (set true when replaying a bag with --clock).'),
+    'start_face': ('true', 'Start face_node (false on a host that runs the rest of a graph split across hosts).'),
+    'start_expression': ('true', 'Start expression_node.'),
+    'start_emotion': ('true', 'Start emotion_node.'),
     'start_stress': ('true', 'Start stress_node.'),
     'start_overlay': ('false', 'Start overlay_node (debug/image, drawn only while subscribed).'),
     'draw_motion': ('', "true: overlay_node draws each face's 3D motion (face_motion); empty: as in "
@@ -39,16 +45,17 @@ ARGUMENTS = {
     'respawn': ('false', 'Restart a node that exits (after 2 s) instead of ending the launch with an error.'),
 }
 # Arguments that are booleans: true/false or 1/0, any case (what launch conditions accept); no others.
-BOOLEANS = ('use_compressed', 'ros4hri', 'use_sim_time', 'start_stress', 'start_overlay', 'draw_motion', 'composed',
+BOOLEANS = ('use_compressed', 'ros4hri', 'use_sim_time', 'start_face', 'start_expression', 'start_emotion',
+            'start_stress', 'start_overlay', 'draw_motion', 'composed',
             'respawn')
 
 # Executable, its config file, parameter -> launch argument, the argument that starts it.
 NODES = (
     ('face_node', 'face.yaml', {'use_compressed': 'use_compressed', 'image_reliability': 'image_reliability',
-                                'ros4hri': 'ros4hri'}, None),
+                                'ros4hri': 'ros4hri'}, 'start_face'),
     ('expression_node', 'expression.yaml', {'backend': 'backend', 'model': 'model', 'engine': 'engine',
-                                            'ros4hri': 'ros4hri'}, None),
-    ('emotion_node', 'emotion.yaml', {'ros4hri': 'ros4hri'}, None),
+                                            'ros4hri': 'ros4hri'}, 'start_expression'),
+    ('emotion_node', 'emotion.yaml', {'ros4hri': 'ros4hri'}, 'start_emotion'),
     ('stress_node', 'stress.yaml', {}, 'start_stress'),
     ('overlay_node', 'overlay.yaml',
      {'use_compressed': 'use_compressed', 'image_reliability': 'image_reliability', 'draw_motion': 'draw_motion'},
