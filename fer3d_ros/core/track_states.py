@@ -2,10 +2,9 @@
 with its track id."""
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Generic, TypeVar
-
-import numpy as np
 
 State = TypeVar('State')
 
@@ -106,4 +105,4 @@ def averaging_weight(elapsed: float, time_constant: float) -> float:
     """The weight of a new value in an exponential average by stamp time, 1 - exp(-elapsed / time_constant),
     so that averaging does not depend on the frame rate; a frame stamped before the last (out of order)
     weighs as if simultaneous; time_constant 0: the new value alone."""
-    return 1.0 - float(np.exp(-max(elapsed, 0.0) / time_constant)) if time_constant > 0 else 1.0
+    return 1.0 - math.exp(-max(elapsed, 0.0) / time_constant) if time_constant > 0 else 1.0

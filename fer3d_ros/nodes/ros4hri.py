@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
 
 from fer3d_ros.core.expression.action_units import ActionUnit, Reading
 from fer3d_ros.core.frontend.front_end import FaceObservation
@@ -99,7 +100,6 @@ class FaceOutput:
         self.face_size = face_size
         self.tracked = node.create_publisher(hri.IdsList, '/humans/faces/tracked', TRACKED_QOS)
         self.matches = node.create_publisher(hri.IdsMatch, '/humans/candidate_matches', TRACKED_QOS)
-        from sensor_msgs.msg import Image
         self.topics = FaceTopics(node, {'roi': (hri.NormalizedRegionOfInterest2D, FACE_QOS),
                                         'landmarks': (hri.FacialLandmarks, FACE_QOS),
                                         'cropped': (Image, FACE_IMAGE_QOS), 'aligned': (Image, FACE_IMAGE_QOS)})
