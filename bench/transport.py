@@ -57,12 +57,8 @@ def start(executable: str, log: Path, *ros_arguments: str, env: dict | None = No
 
 
 def dds_defaults_environment(folder: Path) -> dict:
-    """The environment of a process whose DDS participant keeps Fast DDS's defaults (as a camera
-    driver given no profile): a profile file that sets nothing, instead of fer3d_ros's."""
-    empty = folder / 'fastdds_defaults.xml'
-    empty.write_text('<?xml version="1.0" encoding="UTF-8" ?>\n<dds xmlns="http://www.eprosima.com"><profiles>'
-                     '<participant profile_name="unused"/></profiles></dds>\n')  # no default profile
-    return {'FASTDDS_DEFAULT_PROFILES_FILE': str(empty)}
+    """A process on Fast DDS's defaults (a camera driver given no profile): test/processes.py."""
+    return _test_processes().dds_defaults_environment(folder)
 
 
 def start_launch(log: Path, folder: Path, *arguments: str, hri_msgs: bool = False) -> subprocess.Popen:
@@ -79,12 +75,15 @@ def start_launch(log: Path, folder: Path, *arguments: str, hri_msgs: bool = Fals
 
 
 def start_camera(log: Path, width: int, height: int, rate: float, frames: int, *, copies: int = 1,
-                 closed_loop: bool = False, env: dict | None = None) -> subprocess.Popen:
-    """video_camera: the clip as a reliable camera (`copies` faces), `frames` frames once a subscriber
-    is connected; with `closed_loop`, each frame once the last one's emotions came back."""
+                 closed_loop: bool = False, env: dict | None = None, reliability: str = 'reliable',
+                 depth: int = 5) -> subprocess.Popen:
+    """video_camera: the clip as a camera (`copies` faces; reliable, depth 5 unless said), `frames`
+    frames once a subscriber is connected; with `closed_loop`, each frame once the last one's emotions
+    came back."""
     return start('video_camera', log, '-p', f'video:={CLIP}', '-p', f'width:={width}', '-p', f'height:={height}',
-                 '-p', f'rate:={rate}', '-p', f'frames:={frames}', '-p', 'reliability:=reliable',
-                 '-p', f'copies:={copies}', '-p', f'closed_loop:={str(closed_loop).lower()}', env=env)
+                 '-p', f'rate:={rate}', '-p', f'frames:={frames}', '-p', f'reliability:={reliability}',
+                 '-p', f'depth:={depth}', '-p', f'copies:={copies}',
+                 '-p', f'closed_loop:={str(closed_loop).lower()}', env=env)
 
 
 def stop(process: subprocess.Popen, timeout: float = 30.0) -> int:
@@ -110,6 +109,7 @@ class Probe:
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self.latencies: list[float] = []
+        self.stamps: list[float] = []  # the images' stamps (seconds)
         self.arrivals: list[float] = []  # monotonic seconds
         self.faces: list[int] = []  # emotions per array
         self.diagnostics: dict[str, dict[str, str]] = {}
@@ -119,6 +119,7 @@ class Probe:
     def _on_emotions(self, msg: EmotionArray) -> None:
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         self.latencies.append(self.node.get_clock().now().nanoseconds * 1e-9 - stamp)
+        self.stamps.append(stamp)
         self.arrivals.append(time.monotonic())
         self.faces.append(len(msg.emotions))
 

@@ -71,9 +71,18 @@ class Process:
         return self.popen.returncode
 
 
-def start_node(executable: str, log: Path, *ros_arguments: str) -> Process:
+def start_node(executable: str, log: Path, *ros_arguments: str, env: dict | None = None) -> Process:
     """An installed executable (lib/fer3d_ros/<executable>) run as `ros2 run` would."""
-    return Process([str(EXECUTABLES / executable), '--ros-args', *ros_arguments], log)
+    return Process([str(EXECUTABLES / executable), '--ros-args', *ros_arguments], log, env)
+
+
+def dds_defaults_environment(folder: Path) -> dict:
+    """The environment of a process whose DDS participant keeps Fast DDS's defaults (a camera driver
+    given no profile): a profile file that sets nothing, instead of fer3d_ros's."""
+    empty = folder / 'fastdds_defaults.xml'
+    empty.write_text('<?xml version="1.0" encoding="UTF-8" ?>\n<dds xmlns="http://www.eprosima.com"><profiles>'
+                     '<participant profile_name="unused"/></profiles></dds>\n')  # no default profile
+    return {'FASTDDS_DEFAULT_PROFILES_FILE': str(empty)}
 
 
 def launch_environment(folder: Path) -> dict:

@@ -5,8 +5,8 @@
 
 Frames are resized to width x height, stamped with the node's clock at publication and published
 on `image` (bgr8) or, with `compressed`, on `image/compressed` (jpeg), at `rate` frames/s with the
-chosen reliability (depth 5, like camera drivers), from the moment a first subscriber is connected
-(`wait_for_subscriber`). Its first 90 frames loop. With `frames` it ends 2 s after that many, so the
+chosen reliability and depth (5 by default, like camera drivers), from the moment a first subscriber is connected
+(`wait_for_subscribers`). Its first 90 frames loop. With `frames` it ends 2 s after that many, so the
 soak and the benchmarks know exactly what was sent; on exit it prints the count. `copies` tiles the
 clip 2, 4 or 8 times into each frame (as many moving faces). With `closed_loop` the next frame goes
 out as soon as the graph's emotions for the last one arrive (or after a second without them), at
@@ -47,6 +47,7 @@ class VideoCameraSettings:
     height: int = setting(480, 'Height of the published frames (pixels).', minimum=16, maximum=8192)
     rate: float = setting(30.0, 'Frames per second (closed loop: at most).', minimum=0.1, maximum=1000.0)
     reliability: str = setting('reliable', 'QoS reliability: reliable or best_effort.', choices=tuple(RELIABILITY))
+    depth: int = setting(5, 'QoS history depth of the publisher (camera drivers use 5 or 10).', minimum=1, maximum=100)
     compressed: bool = setting(False, 'Publish jpeg on image/compressed instead of image.')
     frames: int = setting(0, 'Frames to publish before stopping; 0 = until shut down.', minimum=0, maximum=2**31 - 1)
     frame_id: str = setting('camera_optical_frame', 'frame_id of the published headers.')
@@ -55,8 +56,9 @@ class VideoCameraSettings:
     closed_loop: bool = setting(False, 'Send the next frame as soon as the emotions of the last one arrive on '
                                 f'`emotions` (or {ANSWER_TIMEOUT:g} s without them), at most at `rate`: the '
                                 "graph's own pace.")
-    wait_for_subscriber: bool = setting(True, 'Start publishing once a subscriber is connected (measurements then '
-                                        'count from a connected graph); false: publish from the start.')
+    wait_for_subscribers: int = setting(1, 'Start publishing once this many subscribers have been connected for '
+                                        f'{DISCOVERY_SETTLE:g} s (measurements then count from a connected graph); '
+                                        '0: publish from the start.', minimum=0, maximum=100)
 
 
 class VideoCamera(Node):
@@ -70,14 +72,14 @@ class VideoCamera(Node):
         video, width, height, rate, reliability = (settings.video, settings.width, settings.height, settings.rate,
                                                    settings.reliability)
         self.compressed, self.max_frames, self.frame_id = settings.compressed, settings.frames, settings.frame_id
-        self.copies, closed_loop, self.wait_for_subscriber = (settings.copies, settings.closed_loop,
-                                                              settings.wait_for_subscriber)
+        self.copies, closed_loop, self.wait_for_subscribers = (settings.copies, settings.closed_loop,
+                                                               settings.wait_for_subscribers)
         # The first seconds, decoded once and looped: decoding stays out of the measurements, and
         # memory stays small at any output size (frames are resized as they are published).
         self.size = (width, height)
         self.next_frame = itertools.cycle(list(read_frames(video, max_frames=LOOP_FRAMES)))
         self._connected_since: float | None = None
-        qos = QoSProfile(depth=5, reliability=RELIABILITY[reliability])
+        qos = QoSProfile(depth=settings.depth, reliability=RELIABILITY[reliability])
         self.publisher = self.create_publisher(CompressedImage if self.compressed else Image,
                                                'image/compressed' if self.compressed else 'image', qos)
         self.diagnostics = Diagnostics(self)
@@ -107,7 +109,7 @@ class VideoCamera(Node):
     def publish_frame(self) -> None:
         if self.max_frames and self.published >= self.max_frames:
             return
-        if self.wait_for_subscriber and not self.published and not self._subscriber_settled():
+        if self.wait_for_subscribers and not self.published and not self._subscribers_settled():
             return
         if self.closed_loop and not self._due():
             return
@@ -129,10 +131,11 @@ class VideoCamera(Node):
             self.diagnostics.extra['frames_answered'] = str(self.answered)
         self.diagnostics.record(time.perf_counter() - start)
 
-    def _subscriber_settled(self) -> bool:
-        """A subscriber has been connected for DISCOVERY_SETTLE s (discovery has finished both ways)."""
+    def _subscribers_settled(self) -> bool:
+        """wait_for_subscribers subscribers have been connected for DISCOVERY_SETTLE s (discovery has
+        finished both ways)."""
         now = time.monotonic()
-        if not self.publisher.get_subscription_count():
+        if self.publisher.get_subscription_count() < self.wait_for_subscribers:
             self._connected_since = None
         elif self._connected_since is None:
             self._connected_since = now
