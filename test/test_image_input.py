@@ -33,6 +33,16 @@ def test_sequence_gaps_not_lost_in_transport_are_frames_skipped_while_busy():
     assert account.figures()['frames_skipped_busy'].startswith('n/a')
 
 
+def test_a_node_that_drains_its_queue_counts_gaps_as_lost_and_its_own_drops_as_skipped():
+    account = FrameAccount(drains_queue=True)
+    account.record(b'a', 1)
+    account.skip(b'a', 2)  # taken off the queue, dropped for the newer 3
+    account.record(b'a', 3)
+    account.record(b'a', 7)  # 4, 5, 6 never reached the node
+    assert (account.received, account.skipped_busy, account.lost) == (3, 1, 3)
+    assert account.figures()['frames_lost_in_transport'] == '3'
+
+
 @pytest.mark.parametrize('publisher_reliability, expected', [(RELIABLE, 'reliable (auto)'),
                                                               (BEST_EFFORT, 'best_effort (auto)')])
 def test_auto_subscribes_as_the_camera_publishes(ros, publisher_reliability, expected):
@@ -63,8 +73,8 @@ def test_the_node_works_on_the_newest_queued_frame_and_counts_the_older_as_skipp
         assert ros.spin_until(lambda: len(faces) > faces_before)
         ros.spin_for(0.3)
     assert [array.header.stamp.sec for array in faces] == [1, 2]
-    account = node.image_input.account  # round 1: two frames before the first taken; round 2: two skipped
-    assert (account.received, account.before_first, account.skipped_busy) == (2, 2, 2)
+    account = node.image_input.account  # each round: two frames taken off the queue and dropped unread
+    assert (account.received, account.before_first, account.skipped_busy, account.lost) == (2, 0, 4, 0)
 
 
 def test_a_fixed_reliability_is_kept_whatever_the_publishers(ros):

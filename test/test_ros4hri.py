@@ -88,8 +88,10 @@ def play(ros: RosHarness, hri_env: dict, launch_env: dict, folder: Path) -> dict
                            folder / 'consumer.log', merged(hri_env) or None)
         assert ros.spin_until(lambda: 'ready' in consumer.output or not consumer.running(), 60), \
             consumer.output
+        # from the first frame, face_node and the consumer both (a late reader misses the first frames)
         camera = start_node('video_camera', folder / 'camera.log', '-p', f'video:={clip}', '-p', 'rate:=30.0',
-                            '-p', 'frames:=180', '-p', 'width:=640', '-p', 'height:=480')
+                            '-p', 'frames:=180', '-p', 'width:=640', '-p', 'height:=480',
+                            '-p', 'wait_for_subscribers:=2')
         assert ros.spin_until(lambda: not camera.running(), 90), camera.output
         ros.spin_for(2.0)
         out.with_suffix('.stop').touch()

@@ -168,6 +168,7 @@ class Diagnostics:
         self.bad_inputs = 0
         self.dropped = 0
         self.last_error = ''
+        self.warning = ''  # a condition the node found (e.g. its camera's transport), WARN while it holds
         self.extra: dict[str, str] = {}
         self._threads: dict[str, int] = {}
         self._threads_read_at = -float('inf')
@@ -196,6 +197,8 @@ class Diagnostics:
             level, message = (DiagnosticStatus.ERROR if 'failed' in state else DiagnosticStatus.OK), state
         elif self.waiting_for_clock():
             level, message = DiagnosticStatus.WARN, NO_CLOCK
+        elif self.warning:
+            level, message = DiagnosticStatus.WARN, self.warning
         elif not self.processed:
             message = 'waiting for input'
         elif median > LATENCY_ERROR:
