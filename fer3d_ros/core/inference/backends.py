@@ -36,6 +36,9 @@ class OnnxRuntimeBackend:
         # Idle worker threads busy-wait for work by default: a little faster alone, but they take the
         # cores the graph's other nodes need (bench/bench_onnxruntime.py measures both).
         options.add_session_config_entry('session.intra_op.allow_spinning', '0')
+        # Real faces drive some activations into denormal floats, which x86 handles ~100x slower:
+        # flushing them to zero changes no output that matters and saves 20 % on the landmark CNN.
+        options.add_session_config_entry('session.set_denormal_as_zero', '1')
         options.log_severity_level = 3
         providers = ['CPUExecutionProvider']
         if device == 'cuda':
