@@ -25,7 +25,7 @@ from fer3d_ros.core.expression.regressor import MODEL_FILE, load_card
 from fer3d_ros.core.files import find_model
 from fer3d_ros.core.image_conversion import numpy_to_image
 from fer3d_ros.msg import Expression, ExpressionArray
-from fer3d_ros.nodes.common import RELIABLE_QOS
+from fer3d_ros.nodes.qos import RELIABLE_QOS
 
 SESSION_SECONDS = 20.0
 SIZES = ((640, 480), (1280, 720))

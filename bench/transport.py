@@ -19,7 +19,7 @@ from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 
 from fer3d_ros.msg import EmotionArray  # noqa: E402
-from fer3d_ros.nodes.common import RELIABLE_QOS  # noqa: E402
+from fer3d_ros.nodes.qos import RELIABLE_QOS  # noqa: E402
 from fer3d_ros.tools.sample_data import pyfeat_media  # noqa: E402
 
 EXECUTABLES = Path(sys.prefix) / 'lib' / 'fer3d_ros'

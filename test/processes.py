@@ -42,11 +42,11 @@ class Process:
     """A child process whose output goes to a file (a full pipe would block it), stopped by SIGINT.
     It runs with a robot's environment (no thread-pool variables)."""
 
-    def __init__(self, command: list[str], log: Path, env: dict | None = None) -> None:
+    def __init__(self, command: list[str], log: Path, env: dict | None = None, new_session: bool = False) -> None:
         self.log = log
-        with open(log, 'w') as output:
+        with open(log, 'w') as output:  # new_session: its own process group, as a terminal gives a command
             self.popen = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, text=True,
-                                          env=robot_environment(env))
+                                          env=robot_environment(env), start_new_session=new_session)
 
     @property
     def output(self) -> str:
@@ -156,10 +156,11 @@ def merged(*environments: dict) -> dict:
     return joined
 
 
-def start_launch_file(environment: dict, log: Path, launch_file: str, *arguments: str) -> Process:
+def start_launch_file(environment: dict, log: Path, launch_file: str, *arguments: str,
+                      new_session: bool = False) -> Process:
     """`ros2 launch fer3d_ros <launch_file> <arguments>` through the code path behind it."""
     path = INSTALL / 'share' / 'fer3d_ros' / 'launch' / launch_file
-    return Process([sys.executable, '-c', RUN_LAUNCH_FILE, str(path), *arguments], log, environment)
+    return Process([sys.executable, '-c', RUN_LAUNCH_FILE, str(path), *arguments], log, environment, new_session)
 
 
 def node_parameters(ros, client_node, node_name: str, names: list[str], timeout: float = 10.0) -> dict:

@@ -13,8 +13,8 @@ from processes import dds_defaults_environment, launch_environment, start_launch
 from fer3d_ros.core.frame_arrivals import ArrivalProblem
 from fer3d_ros.msg import EmotionArray, FaceArray
 from fer3d_ros.nodes import image_input
-from fer3d_ros.nodes.common import RELIABLE_QOS
 from fer3d_ros.nodes.image_input import TRANSPORT_TROUBLE, transport_remedy
+from fer3d_ros.nodes.qos import RELIABLE_QOS
 from fer3d_ros.tools.sample_data import pyfeat_media
 
 CLIP = pyfeat_media('WolfgangLanger_Pexels.mp4')

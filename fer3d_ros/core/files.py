@@ -12,6 +12,10 @@ class ModelFileError(FileNotFoundError):
     """A model or engine file is missing or unreadable; the text says which and how to get it."""
 
 
+class BackendUnavailableError(RuntimeError):
+    """The inference backend asked for cannot run on this machine; the text says what is missing."""
+
+
 def require_file(path: str | os.PathLike, what: str, how_to_get: str) -> Path:
     """Return `path` as a Path, or raise ModelFileError naming the file and how to obtain it."""
     path = Path(path).expanduser()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -31,6 +32,7 @@ import cv2
 import numpy as np
 
 from fer3d_ros.core.files import ModelFileError
+from fer3d_ros.core.lifetime import die_with_parent
 from fer3d_ros.core.settings import setting
 
 DESCRIPTOR_MODEL = 'dlib_face_recognition_resnet_model_v1.dat'
@@ -112,8 +114,11 @@ class DescriptorWorker:
         self.model_path = model_path or find_descriptor_model()
         self.version = model_hash(self.model_path)
         environment = {**os.environ, 'OMP_NUM_THREADS': '1'}
+        # a session of its own: a terminal's Ctrl-C reaches face_node, which closes the worker's input;
+        # the worker never sees the signal (it once died of it mid-start, with a traceback)
         self._process = subprocess.Popen([sys.executable, '-m', 'fer3d_ros.core.people', str(self.model_path)],
-                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=environment)
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=environment,
+                                         start_new_session=True)
         self._waiting: deque[Future] = deque()
         self._lock = threading.Lock()
         threading.Thread(target=self._read, name='fer3d_descriptors', daemon=True).start()
@@ -326,4 +331,5 @@ class People:
 
 
 if __name__ == '__main__':
+    die_with_parent(signal.SIGTERM)  # should face_node be killed (else the worker ends with its input)
     serve(sys.argv[1])

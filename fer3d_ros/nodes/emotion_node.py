@@ -9,9 +9,12 @@ from rclpy.time import Time
 
 from fer3d_ros.core.affect.stage import EmotionSettings, EmotionStage
 from fer3d_ros.msg import EmotionArray, ExpressionArray
-from fer3d_ros.nodes.common import RELIABLE_QOS, StageNode, guarded, report_problems, run_node
+from fer3d_ros.nodes.diagnostics import guarded, report_problems
 from fer3d_ros.nodes.messages import emotion_array, face_expressions
+from fer3d_ros.nodes.process import run_node
+from fer3d_ros.nodes.qos import RELIABLE_QOS
 from fer3d_ros.nodes.ros4hri import ExpressionOutput, Ros4hriSettings
+from fer3d_ros.nodes.stage_node import StageNode
 
 
 class EmotionNode(StageNode):

@@ -22,10 +22,13 @@ from fer3d_ros.msg import (
     FaceArray,
     FaceMotionArray,
 )
-from fer3d_ros.nodes.common import RELIABLE_QOS, StageNode, guarded, report_problems, run_node
+from fer3d_ros.nodes.diagnostics import guarded, report_problems
 from fer3d_ros.nodes.image_input import FrameAccount
 from fer3d_ros.nodes.messages import action_unit_array, expression_array, face_input, face_motion_array
+from fer3d_ros.nodes.process import run_node
+from fer3d_ros.nodes.qos import RELIABLE_QOS
 from fer3d_ros.nodes.ros4hri import FacsOutput, Ros4hriSettings
+from fer3d_ros.nodes.stage_node import StageNode
 
 
 @dataclass(frozen=True)

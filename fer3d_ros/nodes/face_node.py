@@ -18,10 +18,13 @@ from fer3d_ros.core.frontend.front_end import FaceFrontEnd, FrontEndSettings
 from fer3d_ros.core.frontend.stage import FaceStage
 from fer3d_ros.core.image_conversion import ImageConversionError, message_to_bgr8
 from fer3d_ros.msg import FaceArray
-from fer3d_ros.nodes.common import RELIABLE_QOS, StageNode, guarded, run_node
+from fer3d_ros.nodes.diagnostics import guarded
 from fer3d_ros.nodes.image_input import ImageInput, ImageInputSettings
 from fer3d_ros.nodes.messages import face_message
+from fer3d_ros.nodes.process import run_node
+from fer3d_ros.nodes.qos import RELIABLE_QOS
 from fer3d_ros.nodes.ros4hri import FaceOutput, FaceRos4hriSettings
+from fer3d_ros.nodes.stage_node import StageNode
 from fer3d_ros.srv import ForgetPerson
 
 

@@ -41,7 +41,8 @@ from fer3d_ros.core.files import ModelFileError, find_shared_file
 from fer3d_ros.core.frame_arrivals import ArrivalMonitor, ArrivalProblem
 from fer3d_ros.core.image_conversion import MAX_IMAGE_PIXELS
 from fer3d_ros.core.settings import setting
-from fer3d_ros.nodes.common import DDS_PROFILE_VARIABLES, Diagnostics
+from fer3d_ros.nodes.diagnostics import Diagnostics
+from fer3d_ros.nodes.process import DDS_PROFILE_VARIABLES
 
 RELIABILITY = {'reliable': ReliabilityPolicy.RELIABLE, 'best_effort': ReliabilityPolicy.BEST_EFFORT}
 RELIABILITY_NAMES = {policy: name for name, policy in RELIABILITY.items()}

@@ -10,8 +10,11 @@ from sensor_msgs.msg import CompressedImage, Image
 from fer3d_ros.core.image_conversion import ImageConversionError, check_message_size, message_to_bgr8, numpy_to_image
 from fer3d_ros.core.overlay import Overlay, OverlaySettings, stamp_key
 from fer3d_ros.msg import EmotionArray, FaceArray, FaceMotionArray, StressArray
-from fer3d_ros.nodes.common import RELIABLE_QOS, StageNode, guarded, report_problems, run_node
+from fer3d_ros.nodes.diagnostics import guarded, report_problems
 from fer3d_ros.nodes.image_input import ImageInput, ImageInputSettings
+from fer3d_ros.nodes.process import run_node
+from fer3d_ros.nodes.qos import RELIABLE_QOS
+from fer3d_ros.nodes.stage_node import StageNode
 
 
 class OverlayNode(StageNode):

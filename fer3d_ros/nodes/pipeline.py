@@ -18,11 +18,11 @@ from rclpy.node import Node
 from rclpy.utilities import remove_ros_args
 
 from fer3d_ros.core.files import find_shared_file
-from fer3d_ros.nodes.common import run_nodes
 from fer3d_ros.nodes.emotion_node import EmotionNode
 from fer3d_ros.nodes.expression_node import ExpressionNode
 from fer3d_ros.nodes.face_node import FaceNode
 from fer3d_ros.nodes.overlay_node import OverlayNode
+from fer3d_ros.nodes.process import run_nodes
 from fer3d_ros.nodes.stress_node import StressNode
 
 # Stage name -> (node class, its config file), in data-flow order.

@@ -9,8 +9,11 @@ from rclpy.time import Time
 
 from fer3d_ros.core.affect.stage import StressSettings, StressStage
 from fer3d_ros.msg import ExpressionArray, FaceArray, StressArray
-from fer3d_ros.nodes.common import RELIABLE_QOS, StageNode, guarded, report_problems, run_node
+from fer3d_ros.nodes.diagnostics import guarded, report_problems
 from fer3d_ros.nodes.messages import stress_array
+from fer3d_ros.nodes.process import run_node
+from fer3d_ros.nodes.qos import RELIABLE_QOS
+from fer3d_ros.nodes.stage_node import StageNode
 
 
 class StressNode(StageNode):

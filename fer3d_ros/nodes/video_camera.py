@@ -29,8 +29,11 @@ from fer3d_ros.core.image_conversion import numpy_to_image
 from fer3d_ros.core.settings import setting
 from fer3d_ros.core.video import TILE_COPIES, read_frames, tiled
 from fer3d_ros.msg import EmotionArray
-from fer3d_ros.nodes.common import RELIABLE_QOS, Diagnostics, NodeSettings, declare_process_settings, run_node
+from fer3d_ros.nodes.diagnostics import Diagnostics
 from fer3d_ros.nodes.image_input import RELIABILITY
+from fer3d_ros.nodes.parameters import NodeSettings, declare_process_settings
+from fer3d_ros.nodes.process import run_node
+from fer3d_ros.nodes.qos import RELIABLE_QOS
 
 LOOP_FRAMES = 90
 LINGER = 2.0  # seconds between the last frame and the end

@@ -32,7 +32,6 @@ import shutil
 import signal
 import sys
 import time
-from bisect import bisect_right
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,7 +43,7 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
-from rclpy.serialization import deserialize_message, serialize_message
+from rclpy.serialization import serialize_message
 from rclpy.utilities import remove_ros_args
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
@@ -52,22 +51,25 @@ from std_msgs.msg import String
 from fer3d_ros.core.affect.emotion import EMOTIONS
 from fer3d_ros.core.drawing import annotate
 from fer3d_ros.core.files import share_dirs
-from fer3d_ros.core.image_conversion import ImageConversionError, message_to_bgr8, numpy_to_compressed, numpy_to_image
+from fer3d_ros.core.image_conversion import ImageConversionError, numpy_to_compressed, numpy_to_image
 from fer3d_ros.core.overlay import face_annotations, stamp_key
 from fer3d_ros.msg import EmotionArray, ExpressionArray, FaceArray, StressArray
-from fer3d_ros.nodes.common import RELIABLE_QOS
 from fer3d_ros.nodes.pipeline import config_arguments, create_nodes, stages
-from fer3d_ros.tools.bag_salvage import SalvagedBag
+from fer3d_ros.nodes.qos import RELIABLE_QOS
+from fer3d_ros.tools.bag_reading import (
+    LABELS_TOPIC,
+    BagError,
+    Labels,
+    bag_labels,
+    decode_frame,
+    image_connection,
+    open_reader,
+    readable_messages,
+)
 from fer3d_ros.tools.run_report import FaceResult, FrameRecord, StressRecord, format_report, plot_timeline, summarize
 
-IMAGE_TYPES = {'sensor_msgs/msg/Image': Image, 'sensor_msgs/msg/CompressedImage': CompressedImage}
-LABELS_TOPIC = '/labels'
 OUTPUTS = {'faces': FaceArray, 'expressions': ExpressionArray, 'emotions': EmotionArray, 'stress': StressArray}
 IMAGE_SUFFIXES = {'.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp'}
-
-
-class BagError(RuntimeError):
-    """A bag, video, folder or labels file that cannot be used; the message says why and what to do."""
 
 
 class Interrupted(BaseException):
@@ -145,21 +147,6 @@ def staged_output(output: Path, overwrite: bool) -> Iterator[Path]:
 
 
 # ---------------------------------------------------------------- labels
-
-class Labels:
-    """Piecewise-constant labels: each holds from its start (seconds from the first frame or frame
-    index) until the next; '' means unlabelled."""
-
-    def __init__(self, starts: Sequence[float], labels: Sequence[str], by_frame: bool) -> None:
-        order = np.argsort(starts, kind='stable')
-        self.starts = [float(starts[i]) for i in order]
-        self.labels = [labels[i] for i in order]
-        self.by_frame = by_frame
-
-    def at(self, frame: int, seconds: float) -> str:
-        index = bisect_right(self.starts, frame if self.by_frame else seconds + 1e-6) - 1
-        return self.labels[index] if index >= 0 else ''
-
 
 def read_labels(path: Path) -> Labels:
     try:
@@ -328,40 +315,6 @@ class Recorder:
         return callback
 
 
-def open_reader(path: Path):
-    """rosbags' reader; for a bag it cannot open (cut short, no metadata.yaml), what its storage still holds."""
-    from rosbags.highlevel import AnyReader
-    if not path.exists():
-        raise BagError(f'bag {path} does not exist')
-    try:
-        reader = AnyReader([path])
-        reader.open()
-        return reader
-    except Exception as error:  # noqa: BLE001 - rosbags raises several types for unreadable bags
-        salvaged = SalvagedBag(path)
-        if not salvaged.connections:
-            raise BagError(f'cannot read bag {path}: {error} (expected a rosbag2 folder with metadata.yaml, '
-                           'sqlite3 or MCAP storage)') from error
-        print(f'note: rosbags cannot open {path} ({error}): read its storage directly', file=sys.stderr)
-        return salvaged
-
-
-def image_connection(reader, topic: str | None):
-    images = [c for c in reader.connections if c.msgtype in IMAGE_TYPES and (topic is None or c.topic == topic)]
-    if len(images) != 1:
-        found = ', '.join(f'{c.topic} ({c.msgtype})' for c in reader.connections) or 'no topics'
-        wanted = f'topic {topic}' if topic else 'exactly one sensor_msgs Image or CompressedImage topic'
-        raise BagError(f'{wanted} needed; the bag holds: {found} (choose one with --topic)')
-    return images[0]
-
-
-def bag_labels(reader, first_ns: int) -> Labels | None:
-    connections = [c for c in reader.connections if c.topic == LABELS_TOPIC and c.msgtype == 'std_msgs/msg/String']
-    rows = [((timestamp - first_ns) * 1e-9, deserialize_message(raw, String).data)
-            for _, timestamp, raw in readable_messages(reader, connections, damage=[])] if connections else []
-    return Labels([t for t, _ in rows], [label for _, label in rows], by_frame=False) if rows else None
-
-
 class Replay:
     """The pipeline's nodes and a player node in one context; frames go in one at a time."""
 
@@ -480,15 +433,6 @@ def evaluate(bag: Path, output: Path, *, topic: str | None = None, labels: Label
     return summary
 
 
-def readable_messages(reader, connections, damage: list[str]) -> Iterator[tuple]:
-    """The connections' messages until the bag ends or breaks; why it broke is appended to `damage`
-    (a bag cut short is evaluated up to the break; errors of the replay itself are not caught here)."""
-    try:
-        yield from reader.messages(connections=connections)
-    except Exception as error:  # noqa: BLE001 - rosbags raises several types for damaged storage
-        damage.append(f'{type(error).__name__}: {error}')
-
-
 def bag_rate(reader, connection) -> float:
     """Frames per second of the image topic (30 where the bag is too short to tell)."""
     span = (reader.end_time - reader.start_time) * 1e-9
@@ -508,15 +452,6 @@ def describe_frame(recorder: Recorder, key: int, count: int = 3) -> str:
         stress = f'{stress_of[emotion.id].probability:.2f}' if emotion.id in stress_of else 'window filling'
         parts.append(f'{emotion.id}: {emotion.label} {emotion.confidence:.2f} | {strongest} | stress {stress}')
     return '; '.join(parts) or 'no face'
-
-
-def decode_frame(rawdata: bytes, msgtype: str):
-    """The image message and its pixels as face_node converts them; ImageConversionError where it cannot."""
-    try:
-        msg = deserialize_message(rawdata, IMAGE_TYPES[msgtype])
-    except RuntimeError as error:  # rclpy's RMWError: truncated or malformed CDR
-        raise ImageConversionError(f'cannot deserialise the {msgtype}: {error}') from error
-    return msg, message_to_bgr8(msg)
 
 
 def write_video_frame(video_writer, path: Path, fps: float, image: np.ndarray, recorder: Recorder, key: int):

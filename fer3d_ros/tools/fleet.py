@@ -21,6 +21,14 @@ from fer3d_ros.core.affect.emotion import EMOTIONS
 from fer3d_ros.core.image_conversion import ImageConversionError
 from fer3d_ros.core.overlay import stamp_key
 from fer3d_ros.core.threads import limit_library_threads
+from fer3d_ros.tools.bag_reading import (
+    BagError,
+    bag_labels,
+    decode_frame,
+    image_connection,
+    open_reader,
+    readable_messages,
+)
 from fer3d_ros.tools.run_report import FaceResult, FrameRecord, StressRecord, summarize
 
 # What is compared between a bag's in-process result and `fer3d-bag eval`'s (timings differ by nature).
@@ -33,26 +41,25 @@ RESULT_KEYS = ('frames', 'answered', 'undecodable_frames', 'faces_per_frame', 'i
 def evaluate_in_process(bag: str, topic: str | None = None, max_frames: int | None = None) -> dict:
     """One bag through the four stages in this process: the summary `fer3d-bag eval` prints."""
     from fer3d_ros.core.pipeline import FacePipeline
-    from fer3d_ros.tools import bag as bag_tools
     global _MODELS
     limit_library_threads(1)  # one worker per core: pools of one, as every node limits its own
-    reader = bag_tools.open_reader(Path(bag))
+    reader = open_reader(Path(bag))
     pipeline = None
     try:
-        connection = bag_tools.image_connection(reader, topic)
+        connection = image_connection(reader, topic)
         _MODELS = _MODELS or FacePipeline()  # loaded once per worker process, kept for its next bags
         pipeline = FacePipeline(models_of=_MODELS)  # every bag starts from nothing, as fer3d-bag eval does
         records, stress, undecodable, damage = [], [], [], []
         labels, first_ns, index, start = None, None, 0, time.perf_counter()
-        for _, timestamp, rawdata in bag_tools.readable_messages(reader, [connection], damage):
+        for _, timestamp, rawdata in readable_messages(reader, [connection], damage):
             if max_frames is not None and index >= max_frames:
                 break
             first_ns = timestamp if first_ns is None else first_ns
             seconds_in = (timestamp - first_ns) * 1e-9
-            labels = bag_tools.bag_labels(reader, first_ns) if index == 0 else labels
+            labels = bag_labels(reader, first_ns) if index == 0 else labels
             index += 1
             try:
-                msg, image = bag_tools.decode_frame(rawdata, connection.msgtype)
+                msg, image = decode_frame(rawdata, connection.msgtype)
             except ImageConversionError as error:
                 undecodable.append(f'frame {index - 1} (t={seconds_in:.2f} s): {error}')
                 continue
@@ -66,7 +73,7 @@ def evaluate_in_process(bag: str, topic: str | None = None, max_frames: int | No
         if pipeline is not None:
             pipeline.close()
     if not records:
-        raise bag_tools.BagError(f'{bag}: no image could be read' + (f' ({undecodable[0]})' if undecodable else ''))
+        raise BagError(f'{bag}: no image could be read' + (f' ({undecodable[0]})' if undecodable else ''))
     summary = summarize(records, stress, seconds, float('inf'), undecodable)
     summary.update(bag=str(bag), image_topic=connection.topic,
                    cut_short={'frames': index, 'reason': damage[0]} if damage else None)

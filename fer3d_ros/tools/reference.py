@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 
 from fer3d_ros.core.settings import leaves
-from fer3d_ros.nodes.common import LifecycleSettings, ProcessSettings
+from fer3d_ros.nodes.parameters import LifecycleSettings, ProcessSettings
 from fer3d_ros.nodes.pipeline import STAGES
 from fer3d_ros.nodes.video_camera import VideoCameraSettings
 

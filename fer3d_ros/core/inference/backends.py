@@ -12,7 +12,7 @@ from typing import Protocol
 
 import numpy as np
 
-from fer3d_ros.core.files import ModelFileError, require_file
+from fer3d_ros.core.files import BackendUnavailableError, ModelFileError, require_file
 
 
 class InferenceBackend(Protocol):
@@ -60,10 +60,6 @@ class OnnxRuntimeBackend:
 
 
 BACKEND_KINDS = ('auto', 'tensorrt', 'onnxruntime')
-
-
-class BackendUnavailableError(RuntimeError):
-    """The requested backend cannot run on this machine; the text says what is missing."""
 
 
 def open_backend(kind: str, model_path: str | os.PathLike, engine_path: str | os.PathLike | None = None,

@@ -21,8 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fer3d_ros.core.files import ModelFileError, require_file
-from fer3d_ros.core.inference.backends import BackendUnavailableError
+from fer3d_ros.core.files import BackendUnavailableError, ModelFileError, require_file
 
 PRECISIONS = ('fp16', 'fp32', 'int8')
 INSTALL_TENSORRT = ('install TensorRT 10 for Python (pip install tensorrt-cu12, or apt install '

@@ -1,8 +1,10 @@
-"""What every node shares: declared parameters, dynamic ones applied through one callback."""
+"""What every node shares: parameters declared from settings and applied through one callback, and
+the process that runs nodes."""
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
-from fer3d_ros.nodes.common import DownstreamFirstExecutor, declare
+from fer3d_ros.nodes.parameters import declare
+from fer3d_ros.nodes.process import DownstreamFirstExecutor, run_nodes
 
 
 class Thermostat(Node):
@@ -61,3 +63,17 @@ def test_one_process_serves_the_nodes_added_last_first(ros):
     executor.shutdown()
     for node in stages:
         node.destroy_node()
+
+
+def test_a_signal_between_the_executors_check_and_its_wait_is_a_stop_not_a_crash(monkeypatch):
+    """SIGTERM right after "ready" once gave overlay_node exit 1 and a traceback: rclpy's signal thread
+    shut the context down after the executor had checked it and before it built its wait set. The
+    shutdown is placed exactly there; rclpy then raises its real error, and run_nodes must stop cleanly."""
+    original = DownstreamFirstExecutor.wait_for_ready_callbacks
+
+    def shut_down_first(self, *args, **kwargs):
+        self._context.try_shutdown()
+        return original(self, *args, **kwargs)
+    monkeypatch.setattr(DownstreamFirstExecutor, 'wait_for_ready_callbacks', shut_down_first)
+    status = run_nodes('race_probe', lambda context: [Node('race_probe', context=context)], [])
+    assert status == 0
