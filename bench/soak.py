@@ -158,6 +158,7 @@ class Soak:
                 pass
         face = self.probe.diagnostics.get('/face_node', {})
         latencies = np.array(self.probe.latencies[answered_before:]) * 1e3
+        latencies = latencies[latencies < 60e3]  # not the answers to malformed inputs stamped 0
         row = {'t': time.monotonic() - start, 'account': self.probe.face_account(), 'rss': rss,
                'answered': len(latencies), 'p50': np.median(latencies) if len(latencies) else np.nan,
                'p95': np.percentile(latencies, 95) if len(latencies) else np.nan,
@@ -219,13 +220,20 @@ def report(soak: Soak, camera_output: str, alive: bool) -> int:
     print(f'known people: max {max(known, default=0)} (max_people {MAX_PEOPLE}); descriptors computed '
           f'{soak.rows[-1]["descriptors"]}')
     print(f'events ({len(soak.events)}): ' + '; '.join(soak.events[:12]) + (' ...' if len(soak.events) > 12 else ''))
-    as_expected = [count == expected for _, expected, count in soak.bad_lines]
-    print(f'malformed inputs: {len(soak.bad_lines)}, each with the log lines expected: {sum(as_expected)}')
+    # A malformed image that a camera frame follows within the node's busy time is dropped unread (face_node
+    # works on the newest frame): no line is right then too. Every kind must have been said at least once.
+    as_expected = [count == expected or (count == 0 and what != 'NaN coefficients')
+                   for what, expected, count in soak.bad_lines]
+    said = {what for what, expected, count in soak.bad_lines if count == expected}
+    unsaid = {what for what, expected, _ in soak.bad_lines if expected} - said
+    print(f'malformed inputs: {len(soak.bad_lines)}, with the log lines expected: '
+          f'{sum(count == expected for _, expected, count in soak.bad_lines)}, the others dropped unread for a '
+          f'newer frame; kinds never said: {sorted(unsaid) or "none"}')
     lost = account.get('frames_lost_in_transport', 0)
     print(f'frames lost in transport: {lost} ({lost / max(published, 1):.1%}; the camera is on Fast DDS defaults, '
           'reliable, depth 5, and the graph shares two cores with it)')
     ok = alive and accounted == published and all(abs(value) <= RSS_GROWTH_LIMIT for value in growth.values()) \
-        and max(known, default=0) <= MAX_PEOPLE and all(as_expected)
+        and max(known, default=0) <= MAX_PEOPLE and all(as_expected) and not unsaid
     print('every goal met' if ok else 'a goal missed')
     return 0 if ok else 1
 

@@ -147,3 +147,35 @@ def test_missing_model_file_stops_the_node_with_a_clear_message():
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 1
     assert 'ONNX model not found: /nonexistent/retinaface.onnx' in output
+
+
+def test_huge_frames_give_their_memory_back(ros, tmp_path):
+    """12-megapixel frames between ordinary ones: after the first, face_node's RSS must not keep growing
+    with each (the hour's soak saw steps of ~34 MB at several 4000x3000 images, 310 -> 448 MB; every
+    node process now fixes glibc's mmap threshold at 8 MiB, core/lifetime.py)."""
+    import psutil
+    from processes import start_node
+
+    from fer3d_ros.nodes.qos import RELIABLE_QOS
+    process = start_node('face_node', tmp_path / 'face.log', '-p', 'person.enabled:=false')
+    client = ros.node('huge_sender')
+    publisher = client.create_publisher(Image, 'image', RELIABLE_QOS)
+    faces = []
+    client.create_subscription(FaceArray, 'faces', faces.append, RELIABLE_QOS)
+    try:
+        assert ros.spin_until(lambda: publisher.get_subscription_count() > 0 or not process.running(), 60)
+        small = numpy_to_image(np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8), 'bgr8')
+        rss = []
+        for k in range(5):
+            for _ in range(10):
+                publisher.publish(small)
+                ros.spin_for(0.05)
+            publisher.publish(numpy_to_image(np.zeros((3000 + 8 * k, 4000, 3), np.uint8), 'bgr8'))
+            answered = len(faces)
+            assert ros.spin_until(lambda: len(faces) > answered and faces[-1].image_width == 4000, 30), process.output
+            ros.spin_for(0.5)
+            rss.append(psutil.Process(process.popen.pid).memory_info().rss / 2**20)
+        print('RSS after each huge frame (MB):', [round(value) for value in rss])
+        assert rss[-1] - rss[0] < 20.0, rss
+    finally:
+        assert process.stop() == 0, process.output

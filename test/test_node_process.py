@@ -1,5 +1,7 @@
 """What every node shares: parameters declared from settings and applied through one callback, and
 the process that runs nodes."""
+import signal
+
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
@@ -77,3 +79,6 @@ def test_a_signal_between_the_executors_check_and_its_wait_is_a_stop_not_a_crash
     monkeypatch.setattr(DownstreamFirstExecutor, 'wait_for_ready_callbacks', shut_down_first)
     status = run_nodes('race_probe', lambda context: [Node('race_probe', context=context)], [])
     assert status == 0
+    # and the process's own signal handlers are back (ignored ones would pass to every child it starts)
+    assert signal.getsignal(signal.SIGINT) is not signal.SIG_IGN
+    assert signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN

@@ -15,7 +15,7 @@ from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
 from fer3d_ros.core.files import ModelFileError, find_shared_file
-from fer3d_ros.core.lifetime import die_with_parent
+from fer3d_ros.core.lifetime import die_with_parent, return_large_buffers
 
 
 class DownstreamFirstExecutor(SingleThreadedExecutor):
@@ -90,6 +90,7 @@ def run_nodes(name: str, create: Callable[[Context], list[Node]], args: list[str
     """
     use_package_dds_profile()  # before rclpy creates the participant
     stop_with_parent()
+    return_large_buffers()
     context = Context()
     # rclpy installs its signal handlers only for the default context unless asked: without them
     # SIGTERM killed the process (status -15).
@@ -114,13 +115,17 @@ def run_nodes(name: str, create: Callable[[Context], list[Node]], args: list[str
         return 1
     finally:
         # Stopping now: Ctrl-C reaches every process of the terminal's group and ros2 launch sends its
-        # own SIGINT after it; a second signal must not interrupt the teardown with a traceback.
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, signal.SIG_IGN)
-        executor.shutdown()
-        for node in executor.get_nodes():
-            node.destroy_node()
-        rclpy.try_shutdown(context=context)
+        # own SIGINT after it; a second signal must not interrupt the teardown with a traceback. The
+        # handlers come back afterwards (an ignored signal is inherited by every process started later).
+        handlers = {signum: signal.signal(signum, signal.SIG_IGN) for signum in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            executor.shutdown()
+            for node in executor.get_nodes():
+                node.destroy_node()
+            rclpy.try_shutdown(context=context)
+        finally:
+            for signum, handler in handlers.items():
+                signal.signal(signum, handler)
     return 0
 
 
